@@ -1,0 +1,1 @@
+"""Physics-informed neural networks for the coupled benchmark systems (PyTorch)."""

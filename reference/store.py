@@ -1,0 +1,294 @@
+"""The reference store: one HDF5 file per case, readable with h5py, numpy and xarray.
+
+Schema (version :data:`SCHEMA_VERSION`; documented in docs/store.md)::
+
+    /                   attrs: schema_version, case, params (JSON), generator (JSON),
+                               created (ISO 8601 UTC), solver (JSON), verification (JSON)
+    /grid/x, /grid/y    the structured evaluation grid (y only for 2D cases)
+    /grid/weight        quadrature weights of the grid (sum = domain measure)
+    /grid/<field>       every field of the case on the grid, shape (ny, nx) or (nx,)
+    /mesh/vertices      (N, gdim) vertex coordinates        (optional)
+    /mesh/cells         (M, k) vertex indices of each cell  (optional)
+    /mesh/<field>       field values at the vertices        (optional)
+
+The grid is what PINNs are scored on. Scores use the quadrature weights, so a grid graded
+towards the walls (to resolve the double layers) does not over-weight them:
+
+    relative L2 = sqrt(sum w (pred - ref)^2 / sum w ref^2).
+
+Writes are atomic (a temporary file renamed into place), and ``manifest.json`` in the same
+folder records each file's sha256; reading checks the file against it. Nothing here imports
+DOLFINx.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ReferenceError",
+    "evaluation_grid",
+    "reference_path",
+    "write_reference",
+    "open_reference",
+    "read_mesh",
+    "sha256",
+]
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+GRID_1D = 1000                 # uniform points of a 1D grid (the paper's)
+GRID_2D = (200, 50)            # (ny, nx) points of a 2D grid per unit length in x
+
+
+class ReferenceError(RuntimeError):
+    """A reference file is missing, unreadable or not the one the manifest records."""
+
+
+def _regenerate_hint(path: Path) -> str:
+    """The command that regenerates the file at ``path`` (named ``<case.label>.h5``)."""
+    from reference.cases import CASES
+
+    stem = path.name.removesuffix(".h5")
+    for name in sorted(CASES, key=len, reverse=True):
+        coupling = CASES[name].coupling
+        if stem.startswith(f"{name}-{coupling}"):
+            value = stem[len(name) + len(coupling) + 1:]
+            command = f"python -m reference generate {name} --{coupling} {value}"
+            break
+    else:
+        command = "python -m reference generate --all"
+    return f"regenerate it with `{command}` (or all of them with `make references`)"
+
+
+# --- the evaluation grid --------------------------------------------------------------------
+def _graded(n: int, beta: float) -> np.ndarray:
+    """n points on [0, 1] clustered towards both ends: y = (1 + tanh(beta (2s-1)) / tanh(beta)) / 2."""
+    s = np.linspace(0.0, 1.0, n)
+    return 0.5 * (1.0 + np.tanh(beta * (2.0 * s - 1.0)) / np.tanh(beta))
+
+
+def _trapezoid_weights(t: np.ndarray) -> np.ndarray:
+    w = np.zeros_like(t)
+    dt = np.diff(t)
+    w[:-1] += dt / 2
+    w[1:] += dt / 2
+    return w
+
+
+def evaluation_grid(case) -> dict[str, np.ndarray]:
+    """The structured grid a case is scored on, with trapezoid quadrature weights.
+
+    1D: 1000 uniform points. 2D (channel, walls at y = 0, 1): 50 uniform points per unit
+    length in x; 200 points in y, graded towards both walls with a strength that grows as
+    the double layer thins (beta = 1 at eps >= 0.5 up to 3 at eps = 0.01), so at least a
+    dozen points fall inside one Debye length of each wall.
+    """
+    if case.dim == 1:
+        (x0, x1), = case.domain
+        x = np.linspace(x0, x1, GRID_1D)
+        return {"x": x, "weight": _trapezoid_weights(x)}
+    (x0, x1), (y0, y1) = case.domain
+    ny, nx_per_length = GRID_2D
+    nx = max(2, int(round(nx_per_length * (x1 - x0))))
+    beta = float(np.clip(1.0 + 0.5 * math.log2(0.5 / case.eps), 1.0, 3.0))
+    x = np.linspace(x0, x1, nx)
+    y = y0 + (y1 - y0) * _graded(ny, beta)
+    weight = np.outer(_trapezoid_weights(y), _trapezoid_weights(x))
+    return {"x": x, "y": y, "weight": weight}
+
+
+def reference_path(case, root: str | os.PathLike = "data") -> Path:
+    """Where the reference of ``case`` lives: ``<root>/<case.label>.h5``."""
+    return Path(root) / f"{case.label}.h5"
+
+
+# --- writing --------------------------------------------------------------------------------
+def sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _json(obj) -> str:
+    def default(value):
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+    return json.dumps(obj if obj is not None else {}, default=default, sort_keys=True)
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` then rename into ``path``: never a half-written file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _update_manifest(path: Path, digest: str) -> None:
+    manifest_path = path.parent / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    manifest[path.name] = {"sha256": digest, "size": path.stat().st_size}
+    text = json.dumps(dict(sorted(manifest.items())), indent=2) + "\n"
+    _atomic_write(manifest_path, lambda tmp: tmp.write_text(text))
+
+
+def write_reference(path, case, *, grid_fields, mesh=None, mesh_fields=None, solver=None,
+                    verification=None, generator=None, manifest=True) -> str:
+    """Write the reference of ``case`` to ``path`` (atomically); returns its sha256.
+
+    ``grid_fields`` maps every field of the case to its values on
+    :func:`evaluation_grid` (shape (ny, nx) in 2D). See the module docstring for the rest.
+    """
+    import h5py  # deferred: importing this module must not need h5py (e.g. for paths)
+
+    path = Path(path)
+    grid = evaluation_grid(case)
+    shape = grid["weight"].shape
+    missing = [f for f in case.fields if f not in grid_fields]
+    if missing:
+        raise ValueError(f"grid_fields lacks the field(s) {missing} of case {case.name!r}")
+    for name, values in grid_fields.items():
+        if np.shape(values) != shape:
+            raise ValueError(f"grid field {name!r} has shape {np.shape(values)}, grid is {shape}")
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"grid field {name!r} holds non-finite values")
+
+    generator = {"git_commit": _git_commit(), **(generator or {})}
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(tmp):
+        with h5py.File(tmp, "w", driver=None) as f:
+            f.attrs["schema_version"] = SCHEMA_VERSION
+            f.attrs["case"] = case.name
+            f.attrs["params"] = _json(case.params())
+            f.attrs["generator"] = _json(generator)
+            f.attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+            f.attrs["solver"] = _json(solver)
+            f.attrs["verification"] = _json(verification)
+            g = f.create_group("grid")
+            for name, values in {**grid, **grid_fields}.items():
+                g.create_dataset(name, data=np.asarray(values, dtype=float))
+            if mesh is not None:
+                m = f.create_group("mesh")
+                m.create_dataset("vertices", data=np.asarray(mesh["vertices"], dtype=float))
+                m.create_dataset("cells", data=np.asarray(mesh["cells"], dtype=np.int64))
+                for name, values in (mesh_fields or {}).items():
+                    m.create_dataset(name, data=np.asarray(values, dtype=float))
+
+    _atomic_write(path, write)
+    digest = sha256(path)
+    if manifest:
+        _update_manifest(path, digest)
+    return digest
+
+
+# --- reading --------------------------------------------------------------------------------
+def _check(path: Path, verify: bool) -> None:
+    if not path.exists():
+        raise ReferenceError(f"reference file {path} does not exist; {_regenerate_hint(path)}")
+    if not verify:
+        return
+    manifest_path = path.parent / MANIFEST
+    if not manifest_path.exists():
+        raise ReferenceError(
+            f"no {MANIFEST} next to {path}, so the file cannot be verified; "
+            f"{_regenerate_hint(path)}"
+        )
+    entry = json.loads(manifest_path.read_text()).get(path.name)
+    if entry is None:
+        raise ReferenceError(f"{path} is not listed in {manifest_path}; {_regenerate_hint(path)}")
+    actual = sha256(path)
+    if actual != entry["sha256"]:
+        raise ReferenceError(
+            f"{path} does not match its manifest entry (sha256 {actual[:12]}... != "
+            f"{entry['sha256'][:12]}...): the file is stale or corrupted; {_regenerate_hint(path)}"
+        )
+
+
+def _open(path: Path):
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise ReferenceError(
+            f"{path} is not a readable HDF5 file ({err}); it may be truncated; "
+            f"{_regenerate_hint(path)}"
+        ) from None
+    version = f.attrs.get("schema_version")
+    if version != SCHEMA_VERSION:
+        f.close()
+        raise ReferenceError(
+            f"{path} has schema version {version}, this code reads version {SCHEMA_VERSION}; "
+            f"{_regenerate_hint(path)}"
+        )
+    return f
+
+
+def open_reference(path, verify: bool = True):
+    """Open a reference file as an ``xarray.Dataset`` on its evaluation grid.
+
+    Dimensions ``y`` and ``x`` (1D cases: ``x``); data variables: every field and
+    ``weight``; attributes: ``case``, ``params``, ``generator``, ``solver``,
+    ``verification`` (dicts), ``created``, ``schema_version``, ``sha256``, ``path``.
+    With ``verify`` the file's sha256 must match the manifest beside it. Raises
+    :class:`ReferenceError` saying what is wrong and how to regenerate the file.
+    """
+    import xarray as xr
+
+    path = Path(path)
+    _check(path, verify)
+    with _open(path) as f:
+        attrs = {key: f.attrs[key] for key in f.attrs}
+        grid = {name: f["grid"][name][()] for name in f["grid"]}
+    attrs = {key: (value.item() if isinstance(value, np.generic) else value)
+             for key, value in attrs.items()}
+    for key in ("params", "generator", "solver", "verification"):
+        attrs[key] = json.loads(attrs[key])
+    attrs.update(sha256=sha256(path), path=str(path))
+    dims = ("y", "x") if "y" in grid else ("x",)
+    coords = {dim: grid.pop(dim) for dim in dims}
+    data = {name: (dims, values) for name, values in grid.items()}
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def read_mesh(path, verify: bool = True) -> dict[str, np.ndarray]:
+    """The mesh group of a reference file: vertices, cells and the vertex fields."""
+    path = Path(path)
+    _check(path, verify)
+    with _open(path) as f:
+        if "mesh" not in f:
+            raise ReferenceError(f"{path} stores no mesh")
+        return {name: f["mesh"][name][()] for name in f["mesh"]}
