@@ -1,0 +1,114 @@
+r"""The 1D Nernst-Planck-Poisson double layer by finite elements (a cross-check of exact.py).
+
+:class:`reference.cases.NernstPlanckPoisson` on x in [0, L]::
+
+    (c+' + c+ phi')' = 0,   (c-' - c- phi')' = 0,   eps^2 phi'' + (c+ - c-) = 0,
+    x = 0: phi = zeta, c+- = exp(-+zeta);   x = L: phi = 0, c+- = 1.
+
+Weak form (P2 for all three fields, tests s+, s-, q)::
+
+    (c+' + c+ phi', s+') + (c-' - c- phi', s-') + (eps^2 phi', q) - (c+ - c-, q) = 0
+
+solved by Newton + MUMPS from the Debye-Hueckel guess phi = zeta exp(-sqrt(2) x / eps),
+c+- = exp(-+phi). The layer sits at x = 0, so the mesh is graded towards it:
+x(s) = L (1 - tanh(beta (1 - s)) / tanh(beta)).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import numpy as np
+import ufl
+from mpi4py import MPI
+
+from dolfinx import fem, mesh
+
+from reference.fem import compat
+from reference.fem.eof import ATOL, MAX_IT, RTOL, SolverError
+
+__all__ = ["NPPSolution", "solve", "graded_interval"]
+
+log = logging.getLogger("reference.fem")
+C_PLUS, C_MINUS, PHI = range(3)
+
+
+def graded_interval(comm, n: int, length: float, beta: float):
+    """Interval mesh of [0, length], n cells clustered towards x = 0 (strength beta)."""
+    msh = compat.create_interval(comm, n, (0.0, 1.0))
+    s = msh.geometry.x[:, 0].copy()
+    msh.geometry.x[:, 0] = length * (1.0 - np.tanh(beta * (1.0 - s)) / math.tanh(beta))
+    return msh
+
+
+class NPPSolution:
+    """A converged 1D solution: ``evaluate(x)`` gives c_plus, c_minus, phi at points x."""
+
+    def __init__(self, case, msh, w, stats):
+        self.case, self.msh, self.w, self.stats = case, msh, w, stats
+
+    def evaluate(self, x, root: int | None = None):
+        points = np.asarray(x, dtype=float)[:, None]
+        values = {name: compat.evaluate(self.w.sub(i).collapse(), points, root=root)
+                  for i, name in enumerate(("c_plus", "c_minus", "phi"))}
+        if root is not None and self.msh.comm.rank != root:
+            return None
+        return values
+
+
+def solve(case, n: int | None = None, beta: float = 2.0, comm=MPI.COMM_WORLD) -> NPPSolution:
+    """Solve the NPP case on a graded P2 mesh of n cells (default: 40 cells per Debye
+    length at the wall, at least 2000)."""
+    if case.name != "npp":
+        raise ValueError(f"the NPP solver needs the 'npp' case, got {case.name!r}")
+    start = time.perf_counter()
+    debye = case.eps / math.sqrt(2.0)
+    if n is None:
+        wall_cell = case.length * beta / math.tanh(beta) / math.cosh(beta) ** 2
+        n = max(2000, math.ceil(40 * wall_cell / debye))
+    msh = graded_interval(comm, n, case.length, beta)
+    W = compat.mixed_space(msh, [(2, ()), (2, ()), (2, ())])
+    w = fem.Function(W)
+    c_plus, c_minus, phi = ufl.split(w)
+    s_plus, s_minus, q = ufl.TestFunctions(W)
+    grad, inner, dx = ufl.grad, ufl.inner, ufl.dx
+    F = (inner(grad(c_plus) + c_plus * grad(phi), grad(s_plus))
+         + inner(grad(c_minus) - c_minus * grad(phi), grad(s_minus))
+         + case.eps**2 * inner(grad(phi), grad(q)) - (c_plus - c_minus) * q) * dx
+
+    guess = lambda x: case.zeta * np.exp(-x[0] / debye)
+    values = {C_PLUS: lambda x: np.exp(-guess(x)), C_MINUS: lambda x: np.exp(guess(x)),
+              PHI: guess}
+    bcs = []
+    for index, f in values.items():
+        V, dofs = W.sub(index).collapse()
+        g = fem.Function(V)
+        g.interpolate(f)
+        w.x.array[dofs] = g.x.array
+        for end, value in ((0.0, f(np.array([[0.0]]))[0]), (case.length, [1.0, 1.0, 0.0][index])):
+            data = fem.Function(V)
+            data.x.array[:] = value
+            facets = mesh.locate_entities_boundary(msh, 0, lambda x, e=end: np.isclose(x[0], e))
+            bc_dofs = fem.locate_dofs_topological((W.sub(index), V), 0, facets)
+            bcs.append(fem.dirichletbc(data, bc_dofs, W.sub(index)))
+    w.x.scatter_forward()
+
+    residuals: list[float] = []
+
+    def monitor(k, norm):
+        residuals.append(float(norm))
+        if comm.rank == 0:
+            log.info("%s Newton %d: |F| = %.3e", case.label, k, norm)
+
+    iterations, converged = compat.newton_solve(F, w, bcs, atol=ATOL, rtol=RTOL, max_it=MAX_IT,
+                                                monitor=monitor)
+    if not converged:
+        raise SolverError(f"Newton did not converge for case {case.label} (eps={case.eps:g}): "
+                          f"last residual {residuals[-1] if residuals else float('nan'):.3e}")
+    stats = {"newton_iterations": iterations, "residuals": residuals, "cells": n, "beta": beta,
+             "dofs": int(W.dofmap.index_map.size_global * W.dofmap.index_map_bs),
+             "wall_time": time.perf_counter() - start, "mpi_size": comm.size,
+             "linear_solver": "MUMPS LU", "stopping_test": {"atol": ATOL, "rtol": RTOL}}
+    return NPPSolution(case, msh, w, stats)
