@@ -47,6 +47,7 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
+DATA = Path(__file__).resolve().parent.parent / "data"   # the project's stored references
 GRID_1D = 1000                 # uniform points of a 1D grid (the paper's)
 GRID_2D = (200, 50)            # (ny, nx) points of a 2D grid per unit length in x
 
@@ -108,9 +109,10 @@ def evaluation_grid(case) -> dict[str, np.ndarray]:
     return {"x": x, "y": y, "weight": weight}
 
 
-def reference_path(case, root: str | os.PathLike = "data") -> Path:
-    """Where the reference of ``case`` lives: ``<root>/<case.label>.h5``."""
-    return Path(root) / f"{case.label}.h5"
+def reference_path(case, root: str | os.PathLike | None = None) -> Path:
+    """Where the reference of ``case`` lives: ``<root>/<case.label>.h5`` (root: the
+    project's ``data/`` folder by default)."""
+    return Path(DATA if root is None else root) / f"{case.label}.h5"
 
 
 # --- writing --------------------------------------------------------------------------------

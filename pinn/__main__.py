@@ -1,0 +1,86 @@
+"""Command line of the PINN package: ``python -m pinn <command> [options]``.
+
+    python -m pinn train --case thermo --coupling 10 --optimizer soap --balancing gn \\
+        --steps 60000 --lr 1e-3 --device cuda --run-dir runs/thermo-g10
+    python -m pinn train --run-dir runs/thermo-g10 --resume      # continue it
+
+This file only dispatches: each command is one function ``<name>_command(subparsers)``
+that adds its parser and sets ``run`` (a function of the parsed arguments returning the
+exit status); add it to :data:`COMMANDS`. Bad arguments exit with status 2 and a message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def train_command(subparsers) -> None:
+    from . import config as cfg
+
+    parser = subparsers.add_parser(
+        "train", help="train one PINN",
+        description="Train one PINN on a benchmark case (options default to the recipe).")
+    cfg.add_arguments(parser)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --run-dir from its checkpoint")
+
+    def run(args) -> int:
+        from .checkpoint import CheckpointError
+        from .trainer import CONFIG, train
+
+        given = {key: value for key, value in vars(args).items() if key not in ("run", "resume")}
+        try:
+            base = None
+            if args.resume:
+                if "run_dir" not in given:
+                    raise ValueError("--resume needs --run-dir (the folder of the run to continue)")
+                stored = Path(given["run_dir"]) / CONFIG
+                if stored.is_file():
+                    base = cfg.TrainConfig.from_dict(json.loads(stored.read_text()))
+            config = cfg.from_args(argparse.Namespace(**given), base)
+            result = train(config, resume=args.resume)
+        except (ValueError, CheckpointError) as error:
+            parser.error(str(error))
+        final, best, lowest = result.final, result.best, result.lowest_loss
+        print(f"{result.status} after {result.step} steps on {result.device} "
+              f"({result.steps_per_second:.1f} steps/s, {result.n_parameters} parameters)")
+        for label, summary in (("final", final), ("best", best), ("lowest loss", lowest)):
+            if summary:
+                fields = " ".join(f"{k}={v:.3e}" for k, v in summary["l2"].items())
+                print(f"  {label:>11} (step {summary['step']}): L2 {fields}")
+        if result.diverged:
+            print(result.message, file=sys.stderr)
+            return 3
+        return 0
+
+    parser.set_defaults(run=run)
+
+
+def ntk_command(subparsers) -> None:
+    from .ntk import add_ntk_parser
+
+    add_ntk_parser(subparsers)
+
+
+COMMANDS = [train_command, ntk_command]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pinn", description=__doc__.split("\n")[0])
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    subparsers.required = True
+    for command in COMMANDS:
+        command(subparsers)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

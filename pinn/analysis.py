@@ -1,0 +1,154 @@
+"""Error fields of a trained PINN against a stored reference, as an xarray Dataset.
+
+Where in the channel is the network wrong? :func:`error_fields` evaluates the networks at
+the reference's own grid points (no interpolation) and returns, for every field f,
+
+    pred_f, ref_f, error_f = pred_f - ref_f          on the grid (dims y, x)
+
+and per-field statistics (data variables over the dimension ``field``)::
+
+    l2        = sqrt(sum w e^2 / sum w ref^2)          (w: the grid's quadrature weights)
+    max_error = max |e|
+    l2_band   = the same relative L2 restricted to the double-layer band, the points within
+                ``band`` Debye lengths (eps / sqrt 2) of a wall, normalised by the whole
+                reference norm so that l2_band^2 + l2_bulk^2 = l2^2
+    l2_bulk   = the rest of the channel
+
+The Dataset writes to NetCDF (``ds.to_netcdf(path)``; scipy's writer is enough) and
+:func:`plot_error_fields` draws one error map per field.
+
+>>> from reference import store
+>>> ds = error_fields("runs/eof-soap", store.open_reference("data/eof-straight-eps0.2.h5"))  # doctest: +SKIP
+>>> ds["l2"].to_series()                                                                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+from reference.cases import get_case
+
+__all__ = ["error_fields", "load_model", "plot_error_fields"]
+
+
+def load_model(run_dir, device="cpu"):
+    """The trained model of a run directory (its config.json and checkpoint.pt)."""
+    from . import checkpoint as ckpt
+    from .networks import build_model
+    from .trainer import CHECKPOINT
+
+    run_dir = Path(run_dir)
+    state = ckpt.load(run_dir / CHECKPOINT, map_location=device)
+    config = state["config"]
+    case = get_case(config["case"], **config["case_params"])
+    model = build_model(case, config["width"], config["depth"], config["split"])
+    model.load_state_dict(state["model"])
+    return model.to(device=device, dtype=getattr(torch, config["dtype"])), case
+
+
+def _predict(model, points: np.ndarray) -> dict[str, np.ndarray]:
+    parameter = next(model.parameters())
+    x = torch.as_tensor(points, dtype=parameter.dtype, device=parameter.device)
+    with torch.no_grad():
+        out = model(x)
+    return {name: values.detach().cpu().double().numpy() for name, values in out.items()}
+
+
+def error_fields(model_or_run, reference: xr.Dataset, band: float = 5.0) -> xr.Dataset:
+    """Prediction, reference and error of every field on the reference's grid.
+
+    ``model_or_run``: a model (``model(x) -> {field: values}``) or a run directory.
+    ``reference``: a Dataset from :func:`reference.store.open_reference`.
+    ``band``: the double-layer band's width in Debye lengths (2D channel cases).
+    """
+    if isinstance(model_or_run, (str, Path)):
+        model, _ = load_model(model_or_run)
+    else:
+        model = model_or_run
+    case = get_case(reference.attrs["case"], **_case_params(reference.attrs["params"]))
+    fields = [name for name in case.fields if name in reference]
+    dims = reference[fields[0]].dims
+    if dims == ("y", "x"):
+        y, x = np.meshgrid(reference["y"].values, reference["x"].values, indexing="ij")
+        points = np.stack([x.ravel(), y.ravel()], axis=1)
+    else:
+        points = reference["x"].values[:, None]
+    pred = _predict(model, points)
+    missing = [name for name in fields if name not in pred]
+    if missing:
+        raise ValueError(f"the model does not produce the field(s) {missing} of {case.name}")
+
+    shape = reference[fields[0]].shape
+    pred_arr = np.stack([pred[name].reshape(shape) for name in fields])
+    ref_arr = np.stack([reference[name].values for name in fields])
+    err_arr = pred_arr - ref_arr
+    weight = reference["weight"].values
+    if dims == ("y", "x"):
+        yy = reference["y"].values
+        distance = np.minimum(yy - case.domain[1][0], case.domain[1][1] - yy)
+        in_band = (distance <= band * case.eps / np.sqrt(2.0))[:, None] * np.ones(shape, bool)
+    else:
+        in_band = np.zeros(shape, bool)
+
+    def norm(values, mask=None):
+        w = weight if mask is None else weight * mask
+        return np.sqrt(np.sum(w * values**2, axis=tuple(range(1, values.ndim))))
+
+    ref_norm = norm(ref_arr)
+    ds = xr.Dataset(
+        {
+            "pred": (("field",) + dims, pred_arr),
+            "ref": (("field",) + dims, ref_arr),
+            "error": (("field",) + dims, err_arr),
+            "weight": (dims, weight),
+            "in_band": (dims, in_band.astype(np.int8)),
+            "l2": ("field", norm(err_arr) / ref_norm),
+            "max_error": ("field", np.abs(err_arr).reshape(len(fields), -1).max(axis=1)),
+            "l2_band": ("field", norm(err_arr, in_band) / ref_norm),
+            "l2_bulk": ("field", norm(err_arr, ~in_band) / ref_norm),
+        },
+        coords={"field": fields, **{dim: reference[dim].values for dim in dims}},
+        attrs={"case": case.name, "params": json.dumps(case.params()), "band_debye_lengths": band,
+               "reference_sha256": str(reference.attrs.get("sha256", ""))},
+    )
+    return ds
+
+
+def _case_params(params: dict) -> dict:
+    """Stored parameters minus the derived ones (rates k1..k4 of reaction-diffusion)."""
+    return {key: (tuple(value) if isinstance(value, list) else value)
+            for key, value in params.items() if key not in ("k1", "k2", "k3", "k4")}
+
+
+def plot_error_fields(ds: xr.Dataset, path) -> Path:
+    """One panel per field: the error map (2D) or the error curve (1D); saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fields = list(ds["field"].values)
+    fig, axes = plt.subplots(1, len(fields), figsize=(3.0 * len(fields), 2.8), squeeze=False)
+    for ax, name in zip(axes[0], fields):
+        error = ds["error"].sel(field=name)
+        if error.ndim == 2:
+            limit = float(np.abs(error).max()) or 1.0
+            mesh = ax.pcolormesh(ds["x"], ds["y"], error, cmap="RdBu_r", vmin=-limit,
+                                 vmax=limit, shading="auto")
+            fig.colorbar(mesh, ax=ax, format="%.0e")
+            ax.set_xlabel("x")
+            ax.set_ylabel("y")
+        else:
+            ax.plot(ds["x"], error)
+            ax.set_xlabel("x")
+        ax.set_title(f"{name}: L2 {float(ds['l2'].sel(field=name)):.1e}", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,230 @@
+"""Loss balancing: the per-term weights lambda_i of the training loss sum_i lambda_i L_i.
+
+A :class:`Balancer` holds the weights as a tensor (on the training device, so that using
+them costs no host-device transfer) and refreshes them from the per-term gradients
+g_i = grad_theta L_i on the steps where :meth:`Balancer.due` is true. Between refreshes
+the weights are constants, so the trainer needs the per-term gradients only on refresh
+steps and back-propagates the weighted sum once on every other step.
+
+Steps are counted from 1 (the first optimizer step is step 1). Schemes (:data:`SCHEMES`):
+
+``"none"``
+    lambda_i = 1 forever.
+
+``"gn"`` (inverse gradient norm; the paper's scheme, also jaxpi's "grad_norm")
+    On steps 1, 1 + every, 1 + 2 every, ...::
+
+        n_i      = ||g_i||_2            (over ALL parameters of all networks)
+        nbar     = mean_i n_i
+        lhat_i   = nbar / n_i
+        lambda_i <- m lambda_i + (1 - m) lhat_i      (m = 0.9, lambda_i = 1 at the start)
+
+    A term whose gradient vanishes (n_i = 0: the term is identically zero, or does not
+    depend on the parameters) would get lhat_i = inf. Such a term contributes nothing
+    to the parameter gradient whatever its weight, so it is left out: its lambda_i is
+    kept unchanged and nbar is the mean over the terms with n_i > 0 only (a dead term
+    does not pull the other weights down). If every n_i is 0 nothing changes. A
+    non-finite n_i is not guarded: it makes the weights non-finite, the loss follows,
+    and the trainer's divergence check stops the run.
+
+``"lra"`` (learning-rate annealing, Wang, Teng & Perdikaris, SIAM J. Sci. Comput. 43
+(2021) A3055, "Understanding and mitigating gradient pathologies in PINNs", Alg. 1)
+    The PDE residual terms (the "reference" terms r) keep lambda_r = 1; every other
+    term i (boundary data) gets, on the same refresh steps as GN::
+
+        lhat_i   = max_theta |g_R| / mean_theta |g_i|,     g_R = sum_r g_r
+        lambda_i <- (1 - alpha) lambda_i + alpha lhat_i    (alpha = 0.9 in the paper)
+
+    max and mean run over every scalar parameter of all networks; with several PDE
+    residuals (a coupled system) L_R is their sum. A term with mean |g_i| = 0 keeps its
+    weight, as in GN. The paper's authors report this scheme blowing up on the NPP
+    system (weights ~1e9): it is here as a baseline, not a recommendation.
+
+The weights are updated with tensor operations only (no ``.item()``), so a refresh does
+not synchronise a GPU with the host.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+__all__ = ["Balancer", "NoBalancing", "GradNormBalancer", "LearningRateAnnealing",
+           "SCHEMES", "make_balancer"]
+
+
+def _positive_int(name, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _fraction(name, value) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must lie in [0, 1), got {value}")
+    return value
+
+
+class Balancer:
+    """Per-term loss weights, refreshed from per-term gradients.
+
+    ``terms``: the names of the loss terms, in the order of the weights.
+    ``weights``: tensor (n_terms,) of the current lambda_i.
+    ``due(step)``: whether ``update`` wants the per-term gradients at ``step``.
+    ``update(step, grads)``: ``grads[i]`` is the list of gradients of term i, one tensor
+    per parameter (zeros where the term does not depend on the parameter).
+    """
+
+    name = "base"
+
+    def __init__(self, terms: Sequence[str], every: int = 1000, *,
+                 dtype: torch.dtype = torch.float32, device="cpu"):
+        self.terms = tuple(terms)
+        if not self.terms or len(set(self.terms)) != len(self.terms):
+            raise ValueError(f"terms must be distinct names, at least one, got {terms!r}")
+        self.every = _positive_int("every", every)
+        self.weights = torch.ones(len(self.terms), dtype=dtype, device=device)
+        self.updates = 0
+
+    def due(self, step: int) -> bool:
+        """True on steps 1, 1 + every, 1 + 2 every, ... (never for fixed weights)."""
+        return step >= 1 and (step - 1) % self.every == 0
+
+    def update(self, step: int, grads: Sequence[Sequence[torch.Tensor]]) -> None:
+        if len(grads) != len(self.terms):
+            raise ValueError(f"need the gradients of {len(self.terms)} terms, got {len(grads)}")
+        with torch.no_grad():
+            self._update(grads)
+        self.updates += 1
+
+    def _update(self, grads) -> None:  # pragma: no cover - subclasses override
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {"name": self.name, "terms": list(self.terms), "every": self.every,
+                "weights": self.weights.detach().clone(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("name") != self.name or tuple(state.get("terms", ())) != self.terms:
+            raise ValueError(
+                f"balancer state is for scheme {state.get('name')!r} with terms "
+                f"{state.get('terms')}, this balancer is {self.name!r} with {list(self.terms)}")
+        weights = torch.as_tensor(state["weights"])
+        self.weights = weights.to(dtype=self.weights.dtype, device=self.weights.device).clone()
+        self.updates = int(state["updates"])
+
+    def to(self, device=None, dtype=None) -> "Balancer":
+        self.weights = self.weights.to(device=device, dtype=dtype)
+        return self
+
+    def as_dict(self) -> dict[str, float]:
+        """The weights by term name, as Python floats (synchronises: log steps only)."""
+        return dict(zip(self.terms, self.weights.tolist()))
+
+
+class NoBalancing(Balancer):
+    """lambda_i = 1 for every term, never refreshed."""
+
+    name = "none"
+
+    def due(self, step: int) -> bool:
+        return False
+
+    def _update(self, grads) -> None:
+        pass
+
+
+def _global_norm(grad_list) -> torch.Tensor:
+    """||g||_2 over all parameters: sqrt(sum_p ||g_p||_2^2)."""
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grad_list]))
+
+
+class GradNormBalancer(Balancer):
+    """The paper's inverse-gradient-norm balancing (module docstring, scheme "gn")::
+
+        lambda_i <- m lambda_i + (1 - m) mean_j(n_j) / n_i,   n_i = ||grad_theta L_i||_2
+    """
+
+    name = "gn"
+
+    def __init__(self, terms, every: int = 1000, momentum: float = 0.9, **kwargs):
+        super().__init__(terms, every, **kwargs)
+        self.momentum = _fraction("momentum", momentum)
+
+    def _update(self, grads) -> None:
+        norms = torch.stack([_global_norm(g) for g in grads]).to(self.weights.dtype)
+        alive = norms > 0
+        count = alive.sum().clamp(min=1)
+        nbar = torch.where(alive, norms, torch.zeros_like(norms)).sum() / count
+        # The where() keeps the division finite for dead terms; their weight is restored below.
+        lhat = nbar / torch.where(alive, norms, torch.ones_like(norms))
+        blended = self.momentum * self.weights + (1.0 - self.momentum) * lhat
+        self.weights = torch.where(alive, blended, self.weights)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "momentum": self.momentum}
+
+
+class LearningRateAnnealing(Balancer):
+    """Learning-rate annealing of Wang, Teng & Perdikaris 2021 (module docstring, "lra")::
+
+        lambda_i <- (1 - alpha) lambda_i + alpha max|grad L_R| / mean|grad L_i|
+
+    for the non-reference terms i; the reference terms (``reference``: the PDE residual
+    terms, L_R their sum) keep lambda = 1.
+    """
+
+    name = "lra"
+
+    def __init__(self, terms, every: int = 1000, alpha: float = 0.9,
+                 reference: Sequence[str] | None = None, **kwargs):
+        super().__init__(terms, every, **kwargs)
+        self.alpha = _fraction("alpha", alpha)
+        if reference is None:
+            raise ValueError("lra needs the names of the reference (PDE residual) terms")
+        unknown = set(reference) - set(self.terms)
+        if unknown or not reference:
+            raise ValueError(f"reference terms must be a non-empty subset of {list(self.terms)}, "
+                             f"got {list(reference)}")
+        self.reference = tuple(reference)
+
+    def _update(self, grads) -> None:
+        ref_idx = [self.terms.index(name) for name in self.reference]
+        n_params = len(grads[0])
+        reference_grad = [sum(grads[i][p] for i in ref_idx) for p in range(n_params)]
+        ref_max = torch.stack([g.abs().max() for g in reference_grad]).max()
+        numel = sum(g.numel() for g in grads[0])
+        means = torch.stack([sum(g.abs().sum() for g in term) / numel for term in grads])
+        means = means.to(self.weights.dtype)
+        boundary = torch.ones_like(self.weights, dtype=torch.bool)
+        boundary[ref_idx] = False
+        alive = boundary & (means > 0)
+        lhat = ref_max.to(self.weights.dtype) / torch.where(alive, means, torch.ones_like(means))
+        blended = (1.0 - self.alpha) * self.weights + self.alpha * lhat
+        self.weights = torch.where(alive, blended, self.weights)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "alpha": self.alpha, "reference": list(self.reference)}
+
+
+SCHEMES = {cls.name: cls for cls in (NoBalancing, GradNormBalancer, LearningRateAnnealing)}
+
+
+def make_balancer(scheme: str, terms: Sequence[str], every: int = 1000, *,
+                  reference: Sequence[str] | None = None, dtype=torch.float32,
+                  device="cpu") -> Balancer:
+    """The balancer named ``scheme`` ("none", "gn", "lra") for the loss ``terms``.
+
+    ``reference`` (the PDE residual terms) is used by "lra" only.
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown balancing scheme {scheme!r}; valid: {sorted(SCHEMES)}")
+    kwargs = dict(dtype=dtype, device=device)
+    if scheme == "lra":
+        kwargs["reference"] = reference
+    return SCHEMES[scheme](terms, every, **kwargs)

@@ -1,0 +1,260 @@
+"""The configuration of one training run, as a validated dataclass.
+
+One :class:`TrainConfig` says everything a run needs (case, networks, optimizer, loss
+balancing, steps, evaluation, device, output); ``config.json`` in a run directory is
+its :meth:`TrainConfig.to_dict`. Invalid values raise ``ValueError`` naming the field and
+the valid choices when the config is built, before any model or problem exists.
+
+>>> TrainConfig(case="thermo", case_params={"gamma": 10}, steps=2000).optimizer
+'soap'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+__all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "DTYPES", "DEVICES", "BALANCING",
+           "RESUMABLE_CHANGES"]
+
+OPTIMIZERS = ("adam", "soap")
+SCHEDULES = ("constant",)  # "warmup-exp" is planned; validate() lists what exists.
+DTYPES = ("float32", "float64")
+DEVICES = ("auto", "cpu", "cuda")
+BALANCING = ("none", "gn", "lra")
+SPLITS = ("per-field", "paper", "shared")
+
+# Fields a resumed run may change: they do not alter the trajectory of the parameters
+# (device: the same computation on other hardware; steps: run longer).
+RESUMABLE_CHANGES = ("steps", "device", "progress", "checkpoint_every", "run_dir")
+
+
+def _int(name, value, minimum, *, optional=False):
+    if optional and value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _positive_float(name, value, *, zero_ok=False):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        bound = ">= 0" if zero_ok else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value}")
+    return value
+
+
+def _choice(name, value, valid):
+    if value not in valid:
+        raise ValueError(f"unknown {name} {value!r}; valid: {list(valid)}")
+    return value
+
+
+@dataclass
+class TrainConfig:
+    """One training run.
+
+    case, case_params     the benchmark case (:func:`reference.cases.get_case`) and its
+                          parameters, e.g. ``{"gamma": 10}``
+    optimizer             "adam" (PyTorch defaults) or "soap" (:class:`pinn.soap.SOAP`)
+    lr                    learning rate
+    betas                 (beta1, beta2); None = the optimizer's recipe default
+                          (Adam (0.9, 0.999), SOAP (0.99, 0.999))
+    eps, weight_decay     optimizer epsilon and decoupled (SOAP) / L2 (Adam) weight decay
+    precondition_frequency, shampoo_beta   SOAP only (shampoo_beta < 0: use beta2)
+    schedule              learning-rate schedule: "constant"
+    balancing, balance_every   loss balancing (:mod:`pinn.balancing`) and its period
+    steps                 optimizer steps
+    eval_every            evaluate (relative L2 on the evaluation grid, unweighted loss,
+                          divergence check, history row) every this many steps and at the end
+    width, depth, split   networks (:func:`pinn.networks.build_model`); None = recipe
+    n_points              interior collocation points; None = recipe
+    dtype, device         "float32" | "float64"; "auto" | "cpu" | "cuda" (auto: cuda if present)
+    seed                  seeds the network initialisation and the collocation points
+    run_dir               where config, history, checkpoint, metrics and plots go (optional)
+    checkpoint_every      write a checkpoint at the multiples of this many steps and at the
+                          last step (0: only at the last step); only with a run_dir
+    progress              show a tqdm progress bar
+    """
+
+    case: str = "thermo"
+    case_params: dict = field(default_factory=dict)
+    optimizer: str = "soap"
+    lr: float = 1e-3
+    betas: tuple | None = None
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    precondition_frequency: int = 2
+    shampoo_beta: float = -1.0
+    schedule: str = "constant"
+    balancing: str = "gn"
+    balance_every: int = 1000
+    steps: int = 60000
+    eval_every: int = 100
+    width: int | None = None
+    depth: int | None = None
+    split: str = "per-field"
+    n_points: int | None = None
+    dtype: str = "float32"
+    device: str = "auto"
+    seed: int = 42
+    run_dir: str | None = None
+    checkpoint_every: int = 1000
+    progress: bool = True
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> "TrainConfig":
+        if not isinstance(self.case, str):
+            raise ValueError(f"case must be a case name, got {self.case!r}")
+        if not isinstance(self.case_params, dict):
+            raise ValueError(f"case_params must be a dict, got {self.case_params!r}")
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        self.lr = _positive_float("lr", self.lr)
+        if self.betas is not None:
+            try:
+                betas = tuple(float(b) for b in self.betas)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"betas must be two numbers in [0, 1), got {self.betas!r}") from None
+            if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+                raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+            self.betas = betas
+        self.eps = _positive_float("eps", self.eps)
+        self.weight_decay = _positive_float("weight_decay", self.weight_decay, zero_ok=True)
+        _int("precondition_frequency", self.precondition_frequency, 1)
+        try:
+            self.shampoo_beta = float(self.shampoo_beta)
+        except (TypeError, ValueError):
+            raise ValueError(f"shampoo_beta must be a number, got {self.shampoo_beta!r}") from None
+        if self.shampoo_beta >= 1.0:
+            raise ValueError(
+                f"shampoo_beta must be < 1 (negative: use beta2), got {self.shampoo_beta}")
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("balancing", self.balancing, BALANCING)
+        _int("balance_every", self.balance_every, 1)
+        _int("steps", self.steps, 1)
+        _int("eval_every", self.eval_every, 1)
+        _int("width", self.width, 1, optional=True)
+        _int("depth", self.depth, 1, optional=True)
+        _choice("split", self.split, SPLITS)
+        _int("n_points", self.n_points, 2, optional=True)
+        _choice("dtype", self.dtype, DTYPES)
+        _choice("device", self.device, DEVICES)
+        _int("seed", self.seed, 0)
+        if self.run_dir is not None and not isinstance(self.run_dir, str):
+            self.run_dir = str(self.run_dir)
+        _int("checkpoint_every", self.checkpoint_every, 0)
+        if not isinstance(self.progress, bool):
+            raise ValueError(f"progress must be True or False, got {self.progress!r}")
+        return self
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able values (tuples become lists)."""
+        data = dataclasses.asdict(self)
+        if data["betas"] is not None:
+            data["betas"] = list(data["betas"])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        valid = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - valid
+        if unknown:
+            raise ValueError(f"unknown config field(s) {sorted(unknown)}; valid: {sorted(valid)}")
+        return cls(**data)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+    def trajectory_differences(self, other: "TrainConfig") -> dict:
+        """{field: (self, other)} for fields that differ and would change the trajectory
+        (everything but :data:`RESUMABLE_CHANGES`)."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return {key: (mine[key], theirs[key]) for key in mine
+                if key not in RESUMABLE_CHANGES and mine[key] != theirs[key]}
+
+
+# --- the command-line form (used by ``python -m pinn train``) -----------------------------
+def _param(text: str):
+    """``NAME=VALUE`` of ``--param``: VALUE as a number when it reads as one, "none" as None."""
+    import argparse
+
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    if value.lower() == "none":
+        return name, None
+    try:
+        return name, float(value)
+    except ValueError:
+        return name, value
+
+
+def add_arguments(parser) -> None:
+    """The options of ``python -m pinn train``; every one defaults to "not given", so that
+    a resumed run changes only what the command line names."""
+    import argparse
+
+    from reference.cases import CASES
+
+    s = argparse.SUPPRESS
+    add = parser.add_argument
+    add("--case", choices=sorted(CASES), default=s, help="benchmark case (default thermo)")
+    add("--coupling", type=float, default=s,
+        help="value of the case's coupling parameter (thermo: gamma, npp: eps, ...)")
+    add("--param", type=_param, action="append", default=s, metavar="NAME=VALUE",
+        help="another case parameter, e.g. --param zeta=2 (repeatable)")
+    add("--optimizer", choices=OPTIMIZERS, default=s, help="default soap")
+    add("--lr", type=float, default=s, help="learning rate (default 1e-3)")
+    add("--betas", type=float, nargs=2, default=s, metavar=("BETA1", "BETA2"))
+    add("--eps", type=float, default=s, help="optimizer epsilon (default 1e-8)")
+    add("--weight-decay", type=float, default=s)
+    add("--precondition-frequency", type=int, default=s, help="SOAP (default 2)")
+    add("--shampoo-beta", type=float, default=s, help="SOAP; < 0 uses beta2 (default)")
+    add("--schedule", choices=SCHEDULES, default=s, help="learning-rate schedule")
+    add("--balancing", choices=BALANCING, default=s, help="loss balancing (default gn)")
+    add("--balance-every", type=int, default=s, help="balancing period in steps (default 1000)")
+    add("--steps", type=int, default=s, help="optimizer steps (default 60000)")
+    add("--eval-every", type=int, default=s, help="evaluation period (default 100)")
+    add("--width", type=int, default=s, help="hidden width (default: recipe)")
+    add("--depth", type=int, default=s, help="hidden layers (default: recipe)")
+    add("--split", choices=SPLITS, default=s, help="networks per field (default per-field)")
+    add("--n-points", type=int, default=s, help="interior collocation points (default: recipe)")
+    add("--dtype", choices=DTYPES, default=s, help="default float32")
+    add("--device", choices=DEVICES, default=s, help="default auto (cuda if available)")
+    add("--seed", type=int, default=s, help="default 42")
+    add("--run-dir", default=s, help="folder for config, history, checkpoint, metrics, plots")
+    add("--checkpoint-every", type=int, default=s, help="default 1000 (0: only at the end)")
+    add("--no-progress", dest="progress", action="store_false", default=s,
+        help="no progress bar")
+
+
+def from_args(args, base: TrainConfig | None = None) -> TrainConfig:
+    """A config from parsed :func:`add_arguments` options, on top of ``base`` (default:
+    the defaults). Raises ``ValueError`` for bad values."""
+    from reference.cases import get_case
+
+    data = (base or TrainConfig()).to_dict()
+    given = vars(args)
+    keys = [f.name for f in dataclasses.fields(TrainConfig)
+            if f.name not in ("case_params",)]
+    changed_case = "case" in given and given["case"] != data["case"]
+    for key in keys:
+        if key in given:
+            data[key] = given[key]
+    params = {} if changed_case else dict(data["case_params"])
+    params.update(dict(given.get("param", [])))
+    if "coupling" in given:
+        from reference.cases import CASES
+
+        params[CASES[data["case"]].coupling] = given["coupling"]
+    get_case(data["case"], **params)  # a bad parameter fails here, naming the valid ones
+    data["case_params"] = params
+    return TrainConfig.from_dict(data)

@@ -1,0 +1,145 @@
+"""The networks of a PINN: tanh multilayer perceptrons, one (or a few) per field.
+
+A case's fields are split into groups; each group gets its own :class:`MLP`, and
+:class:`FieldNetworks` holds them and returns every field by name. The split matters for
+the analysis: the NTK's blocks J_s are the Jacobian columns of one network's parameters,
+so the number of networks S is the S of the block-diagonal Gauss-Newton bound.
+
+>>> from reference.cases import get_case
+>>> model = build_model(get_case("eof-straight"), split="paper")
+>>> model.groups
+(('phi',), ('c_plus',), ('c_minus',), ('u', 'v', 'p'))
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["MLP", "FieldNetworks", "build_model", "SPLITS", "default_size"]
+
+SPLITS = ("per-field", "paper", "shared")
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer (valid: 1, 2, 3, ...), got {value!r}")
+    return value
+
+
+class MLP(nn.Module):
+    """A tanh perceptron with ``depth`` hidden layers of ``width`` neurons.
+
+    The input is first mapped affinely from the box ``domain`` = ((lo_1, hi_1), ...) to
+    [-1, 1]^in_dim, z = 2 (x - lo) / (hi - lo) - 1, then
+
+        h_0 = z,  h_l = tanh(W_l h_{l-1} + b_l) (l = 1..depth),  out = W h_depth + b.
+
+    Weights are Xavier-uniform (U(-a, a), a = sqrt(6 / (fan_in + fan_out))), biases zero.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, width: int, depth: int,
+                 domain: Sequence[Sequence[float]]):
+        super().__init__()
+        in_dim = _positive_int("in_dim", in_dim)
+        out_dim = _positive_int("out_dim", out_dim)
+        width = _positive_int("width", width)
+        depth = _positive_int("depth", depth)
+        bounds = torch.as_tensor(domain, dtype=torch.float64)
+        if bounds.shape != (in_dim, 2):
+            raise ValueError(
+                f"domain must hold one (lo, hi) pair per input ({in_dim}), got {domain!r}"
+            )
+        if not torch.all(bounds[:, 1] > bounds[:, 0]):
+            raise ValueError(f"domain bounds must satisfy lo < hi, got {domain!r}")
+        # Buffers, so that .to(device/dtype) moves the input map with the weights.
+        dtype = torch.get_default_dtype()
+        self.register_buffer("center", ((bounds[:, 0] + bounds[:, 1]) / 2).to(dtype))
+        self.register_buffer("half_width", ((bounds[:, 1] - bounds[:, 0]) / 2).to(dtype))
+
+        sizes = [in_dim] + [width] * depth + [out_dim]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        for layer in self.layers:
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        self.in_dim, self.out_dim, self.width, self.depth = in_dim, out_dim, width, depth
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """The affine input map of the domain onto [-1, 1]."""
+        return (x - self.center) / self.half_width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (N, in_dim) -> (N, out_dim)."""
+        h = self.normalize(x)
+        for layer in self.layers[:-1]:
+            h = torch.tanh(layer(h))
+        return self.layers[-1](h)
+
+    def extra_repr(self) -> str:
+        return f"in_dim={self.in_dim}, out_dim={self.out_dim}, width={self.width}, depth={self.depth}"
+
+
+class FieldNetworks(nn.Module):
+    """Networks that together produce the named fields of a case.
+
+    ``nets[s]`` maps points (N, dim) to (N, len(groups[s])): column j is the field
+    ``groups[s][j]``. Any module with that contract works (tests wrap exact solutions).
+    """
+
+    def __init__(self, nets: Sequence[nn.Module], groups: Sequence[Sequence[str]]):
+        super().__init__()
+        groups = tuple(tuple(group) for group in groups)
+        if len(nets) != len(groups):
+            raise ValueError(f"need one group of field names per network: {len(nets)} nets, "
+                             f"{len(groups)} groups")
+        names = [name for group in groups for name in group]
+        if not names or any(not group for group in groups) or len(set(names)) != len(names):
+            raise ValueError(f"groups must be non-empty and name each field once, got {groups}")
+        self.nets = nn.ModuleList(nets)
+        self.groups = groups
+        self.fields = tuple(names)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every field at the points ``x`` (N, dim): {name: (N,)}."""
+        out = {}
+        for net, group in zip(self.nets, self.groups):
+            values = net(x)
+            for j, name in enumerate(group):
+                out[name] = values[:, j]
+        return out
+
+
+def default_size(case) -> tuple[int, int]:
+    """(width, depth) of the published recipe: 1D 64 x 4, 2D 128 x 5."""
+    return (64, 4) if case.dim == 1 else (128, 5)
+
+
+def _groups(case, split: str) -> tuple[tuple[str, ...], ...]:
+    if split == "shared":
+        return (tuple(case.fields),)
+    if split == "paper" and {"u", "v", "p"} <= set(case.fields):
+        # The authors' 2D split: one network per scalar field, one for the flow (u, v, p).
+        flow = ("u", "v", "p")
+        return tuple((f,) for f in case.fields if f not in flow) + (flow,)
+    return tuple((f,) for f in case.fields)
+
+
+def build_model(case, width: int | None = None, depth: int | None = None,
+                split: str = "per-field") -> FieldNetworks:
+    """The networks of ``case``.
+
+    ``split``: "per-field" (one network per field, the default), "paper" (the authors'
+    split: the 2D flow fields u, v, p share one network; 1D cases as per-field) or
+    "shared" (one network for all fields, an ablation). ``width``/``depth`` default to the
+    recipe (:func:`default_size`).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid splits: {list(SPLITS)}")
+    default_width, default_depth = default_size(case)
+    width = _positive_int("width", default_width if width is None else width)
+    depth = _positive_int("depth", default_depth if depth is None else depth)
+    groups = _groups(case, split)
+    nets = [MLP(case.dim, len(group), width, depth, case.domain) for group in groups]
+    return FieldNetworks(nets, groups)

@@ -1,0 +1,325 @@
+"""What every PINN problem shares: fixed collocation points, strong-form residuals from
+autograd derivatives, the mean-square loss terms and scoring against the reference.
+
+A problem turns a case (:mod:`reference.cases`) into loss terms. Subclasses state
+
+- ``cases``: the case names they serve,
+- ``orders``: which derivatives each field needs at the interior points (0, 1 or 2),
+- ``sample``: the collocation points (drawn once, from a seeded ``torch.Generator``),
+- ``pde_residuals``/``boundary_residuals``: one residual vector per loss term,
+- ``exact_reference``: the reference fields on the evaluation grid.
+
+Loss terms are mean squares, L_i = mean_k r_i(x_k)^2, one per residual vector, in the
+order of :meth:`Problem.residuals`. Scores are relative L2 errors with the quadrature
+weights w of the store's evaluation grid::
+
+    e_f = sqrt( sum_k w_k (pred_f - ref_f)^2 / sum_k w_k ref_f^2 ).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from reference import store
+
+__all__ = ["Field", "Problem", "IntervalProblem", "field_derivatives", "uniform_interval"]
+
+
+@dataclass
+class Field:
+    """A field and the derivatives a residual needs, at N points of a dim-D domain.
+
+    ``grad`` is (N, dim), ``second`` the pure second derivatives d^2/dx_i^2 as (N, dim);
+    either is None when not computed.
+    """
+
+    value: torch.Tensor
+    grad: torch.Tensor | None = None
+    second: torch.Tensor | None = None
+
+    @property
+    def x(self) -> torch.Tensor:
+        return self.grad[:, 0]
+
+    @property
+    def y(self) -> torch.Tensor:
+        return self.grad[:, 1]
+
+    @property
+    def xx(self) -> torch.Tensor:
+        return self.second[:, 0]
+
+    @property
+    def yy(self) -> torch.Tensor:
+        return self.second[:, 1]
+
+    @property
+    def lap(self) -> torch.Tensor:
+        """The Laplacian, sum_i d^2/dx_i^2."""
+        return self.second.sum(dim=1)
+
+
+def _grad(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """d y_k / d x_k for every point k (rows of ``x`` are independent), kept differentiable.
+
+    A field that does not depend on x (a constant) has a zero gradient.
+    """
+    if not y.requires_grad:
+        return torch.zeros_like(x)
+    (g,) = torch.autograd.grad(y.sum(), x, create_graph=True, allow_unused=True)
+    return torch.zeros_like(x) if g is None else g
+
+
+def field_derivatives(model, x: torch.Tensor, orders: dict[str, int]) -> dict[str, Field]:
+    """Every field of ``model`` at ``x`` (N, dim), with derivatives up to ``orders[name]``.
+
+    One forward pass per network; then one backward pass per field for the gradient and
+    one per coordinate for the pure second derivatives, all with ``create_graph=True`` so
+    that the loss can be differentiated with respect to the weights.
+    """
+    x = x.detach().requires_grad_(any(orders.values()))
+    fields = {}
+    for net, group in zip(model.nets, model.groups):
+        values = net(x)
+        for j, name in enumerate(group):
+            field = Field(values[:, j])
+            order = orders.get(name, 0)
+            if order >= 1:
+                field.grad = _grad(field.value, x)
+            if order >= 2:
+                field.second = torch.stack(
+                    [_grad(field.grad[:, i], x)[:, i] for i in range(x.shape[1])], dim=1
+                )
+            fields[name] = field
+    return fields
+
+
+def uniform_interval(n: int, lo: float, hi: float) -> torch.Tensor:
+    """n equispaced points of [lo + 0.01 (hi - lo), hi - 0.01 (hi - lo)] as (n, 1) float64:
+    the recipe's "uniform points in [0.01, 0.99]" scaled to the interval."""
+    return (lo + (hi - lo) * torch.linspace(0.01, 0.99, n, dtype=torch.float64))[:, None]
+
+
+def _as_numpy(values) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().to(torch.float64).numpy()
+    return np.asarray(values, dtype=float)
+
+
+class Problem:
+    """The loss terms and the score of one case.
+
+    ``Problem(case, n_points=None, dtype=torch.float32, device="cpu", seed=0)`` samples the
+    collocation points once: ``n_points`` sets the number of interior points (default: the
+    recipe's), ``seed`` makes random sets reproducible. ``reference`` says what the model
+    is scored against: "exact" (the exact or scipy solution; an error where the case has
+    none), "stored" (the finite-element reference file in ``reference_root``, default the
+    project's data/ folder) or "auto" (exact where there is one, else stored).
+    """
+
+    cases: ClassVar[tuple[str, ...]] = ()
+    orders: ClassVar[dict[str, int]] = {}
+    n_interior: ClassVar[int] = 0
+
+    def __init__(self, case, *, n_points: int | None = None, dtype: torch.dtype = torch.float32,
+                 device="cpu", seed: int = 0, reference_root=None,
+                 reference: str = "auto"):
+        if getattr(case, "name", None) not in self.cases:
+            raise ValueError(
+                f"{type(self).__name__} serves the cases {list(self.cases)}, "
+                f"got {getattr(case, 'name', case)!r}"
+            )
+        if n_points is None:
+            n_points = self.n_interior
+        if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 2:
+            raise ValueError(f"n_points must be an integer >= 2, got {n_points!r}")
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        self.case = case
+        self.n_points = n_points
+        self.dtype = dtype
+        self.device = torch.empty(0, device=device).device  # "cuda" -> "cuda:0"
+        self.seed = seed
+        if reference not in ("auto", "exact", "stored"):
+            raise ValueError(f"reference must be 'auto', 'exact' or 'stored', got {reference!r}")
+        self.reference_root = reference_root
+        self.reference_source = reference
+        generator = torch.Generator().manual_seed(seed)
+        interior, boundary = self.sample(n_points, generator)
+        self.interior = self.tensor(interior)
+        self.boundary = {name: self.tensor(points) for name, points in boundary.items()}
+        self.setup()
+        self._grid = None
+        self._reference = None
+
+    # --- for subclasses ---------------------------------------------------------------
+    def sample(self, n: int, generator: torch.Generator):
+        """(interior (n, dim), {boundary part: (m, dim)}) as float64 tensors."""
+        raise NotImplementedError
+
+    def setup(self) -> None:
+        """Precompute what the residuals need at the fixed points (sources, data)."""
+
+    def pde_residuals(self, fields: dict[str, Field]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def boundary_residuals(self, model) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def exact_reference(self, points: np.ndarray) -> dict[str, np.ndarray]:
+        """Reference fields at ``points`` (M, dim), or None when only a stored file has them."""
+        raise NotImplementedError
+
+    def tensor(self, values) -> torch.Tensor:
+        """``values`` as a tensor of the problem's dtype on its device."""
+        if not isinstance(values, torch.Tensor):
+            values = torch.as_tensor(np.asarray(values, dtype=np.float64))
+        return values.to(device=self.device, dtype=self.dtype)
+
+    # --- training ---------------------------------------------------------------------
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(self.case.fields)
+
+    def _check_model(self, model) -> None:
+        names = sorted(name for group in model.groups for name in group)
+        if names != sorted(self.fields):
+            raise ValueError(
+                f"the model produces the fields {names}, case {self.case.name!r} needs "
+                f"{sorted(self.fields)}"
+            )
+        weight = next(iter(model.parameters()), None)
+        if weight is not None and (weight.dtype != self.dtype or weight.device != self.device):
+            raise ValueError(
+                f"the model is {weight.dtype} on {weight.device}, the problem's points are "
+                f"{self.dtype} on {self.device}: move one of them (model.to(...))"
+            )
+
+    def residuals(self, model) -> dict[str, torch.Tensor]:
+        """One residual vector per loss term: the PDEs first, then the boundary terms."""
+        self._check_model(model)
+        keep_graph = torch.is_grad_enabled()
+        with torch.enable_grad():  # the strong form needs autograd even under no_grad
+            fields = field_derivatives(model, self.interior, self.orders)
+            terms = self.pde_residuals(fields)
+            terms.update(self.boundary_residuals(model))
+        if not keep_graph:
+            terms = {name: r.detach() for name, r in terms.items()}
+        return terms
+
+    def loss_terms(self, model) -> dict[str, torch.Tensor]:
+        """Mean square of each residual vector: {term: scalar}."""
+        return {name: r.square().mean() for name, r in self.residuals(model).items()}
+
+    # --- scoring ----------------------------------------------------------------------
+    @property
+    def grid(self) -> dict[str, np.ndarray]:
+        """The store's evaluation grid of the case: x, (y,) and the quadrature weights."""
+        if self._grid is None:
+            self._grid = store.evaluation_grid(self.case)
+        return self._grid
+
+    def _grid_points(self) -> np.ndarray:
+        grid = self.grid
+        if "y" not in grid:
+            return grid["x"][:, None]
+        y, x = np.meshgrid(grid["y"], grid["x"], indexing="ij")  # (ny, nx), C-order (y, x)
+        return np.stack([x.ravel(), y.ravel()], axis=1)
+
+    def evaluation_points(self) -> torch.Tensor:
+        """The grid points (M, dim); in 2D flattened in (y, x) C-order."""
+        return self.tensor(self._grid_points())
+
+    @property
+    def scored_fields(self) -> tuple[str, ...]:
+        return tuple(getattr(self.case, "scored_fields", self.case.fields))
+
+    def reference(self) -> dict[str, np.ndarray]:
+        """Every field of the reference at :meth:`evaluation_points`, shape (M,) each."""
+        if self._reference is None:
+            fields = None
+            if self.reference_source != "stored":
+                fields = self.exact_reference(self._grid_points())
+            if fields is None and self.reference_source == "exact":
+                raise ValueError(f"{self.case.label} has no exact reference; use reference='stored'")
+            if fields is None:
+                fields = self._stored_reference()
+            self._reference = {name: np.asarray(fields[name], dtype=float).ravel()
+                               for name in self.fields}
+        return self._reference
+
+    def _stored_reference(self) -> dict[str, np.ndarray]:
+        # store.open_reference raises store.ReferenceError naming the file and the
+        # command that regenerates it.
+        path = store.reference_path(self.case, self.reference_root)
+        dataset = store.open_reference(path)
+        grid = self.grid
+        for axis in ("x", "y")[: self.case.dim]:
+            if not np.allclose(dataset[axis].values, grid[axis], rtol=0, atol=1e-12):
+                raise store.ReferenceError(
+                    f"{path} is stored on another {axis}-grid than evaluation_grid gives; "
+                    f"regenerate it with `python -m reference generate {self.case.name} "
+                    f"--{self.case.coupling} {self.case.coupling_value:g}`"
+                )
+        return {name: dataset[name].values for name in self.fields}
+
+    def relative_l2(self, pred) -> dict[str, float]:
+        """Relative L2 error of ``pred`` ({field: (M,) array or tensor on the evaluation
+        points}) per scored field, weighted by the grid's quadrature, and their mean "avg"."""
+        reference = self.reference()
+        weight = np.asarray(self.grid["weight"], dtype=float).ravel()
+        errors = {}
+        for name in self.scored_fields:
+            if name not in pred:
+                raise ValueError(f"pred lacks the scored field {name!r} (needs {self.scored_fields})")
+            values = _as_numpy(pred[name]).ravel()
+            if values.shape != weight.shape:
+                raise ValueError(
+                    f"pred[{name!r}] has {values.size} values, the evaluation grid {weight.size}"
+                )
+            ref = reference[name]
+            errors[name] = math.sqrt(np.sum(weight * (values - ref) ** 2) / np.sum(weight * ref**2))
+        errors["avg"] = float(np.mean([errors[name] for name in self.scored_fields]))
+        return errors
+
+    def predict(self, model) -> dict[str, np.ndarray]:
+        """The model's fields at the evaluation points, as float64 arrays."""
+        with torch.no_grad():
+            out = model(self.evaluation_points())
+        return {name: _as_numpy(values) for name, values in out.items()}
+
+    def score(self, model) -> dict[str, float]:
+        """``relative_l2(predict(model))``."""
+        return self.relative_l2(self.predict(model))
+
+
+class IntervalProblem(Problem):
+    """A 1D problem on the case's interval [x0, x1] with Dirichlet data for every field at
+    both ends: one boundary term per field, ``bc_<field>`` = (f(x0) - g0, f(x1) - g1)."""
+
+    def sample_interior(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        (lo, hi), = self.case.domain
+        return uniform_interval(n, lo, hi)
+
+    def sample(self, n, generator):
+        (lo, hi), = self.case.domain
+        ends = torch.tensor([[lo], [hi]], dtype=torch.float64)
+        return self.sample_interior(n, generator), {"ends": ends}
+
+    def boundary_values(self) -> dict[str, tuple[float, float]]:
+        """{field: (value at x0, value at x1)}."""
+        raise NotImplementedError
+
+    def setup(self) -> None:
+        self.boundary_targets = {
+            name: self.tensor(values) for name, values in self.boundary_values().items()
+        }
+
+    def boundary_residuals(self, model) -> dict[str, torch.Tensor]:
+        values = model(self.boundary["ends"])
+        return {f"bc_{name}": values[name] - self.boundary_targets[name] for name in self.fields}

@@ -1,0 +1,119 @@
+"""The benchmark harness: profiles, devices, the runs as parametrized benchmarks, and a
+summary of coupling robustness at the end of the session (terminal and JSON).
+
+    pytest suite/ --benchmark-json out.json                 # smoke profile, CPU
+    pytest suite/ --profile paper --device cuda --benchmark-json paper.json
+    pytest suite/ --case thermo --case npp                  # a subset of the systems
+
+The profile may also come from the environment variable PINN_BENCH_PROFILE.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from pinn.report import format_summary, summarise
+from reference.cases import CASES
+
+from .profiles import PROFILES, get_profile
+
+DEVICES = ("cpu", "cuda", "auto")
+_RESULTS = pytest.StashKey[list]()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("pinn-bench")
+    group.addoption("--profile", default=None,
+                    help=f"benchmark profile, one of {sorted(PROFILES)} "
+                         "(default: $PINN_BENCH_PROFILE or smoke)")
+    group.addoption("--device", default="cpu", help=f"training device, one of {list(DEVICES)}")
+    group.addoption("--case", action="append", default=None,
+                    help="run only these systems (repeatable)")
+    group.addoption("--reference-root", default="data",
+                    help="folder of the stored references (default data)")
+
+
+def _profile(config):
+    name = config.getoption("--profile") or os.environ.get("PINN_BENCH_PROFILE", "smoke")
+    try:
+        return get_profile(name)
+    except ValueError as err:
+        raise pytest.UsageError(str(err)) from None
+
+
+def pytest_configure(config):
+    profile = _profile(config)
+    device = config.getoption("--device")
+    if device not in DEVICES:
+        raise pytest.UsageError(f"unknown device {device!r}; valid devices: {list(DEVICES)}")
+    for name in config.getoption("--case") or ():
+        if name not in profile.couplings:
+            raise pytest.UsageError(
+                f"unknown case {name!r} for profile {profile.name!r}; "
+                f"valid cases: {sorted(profile.couplings)}"
+            )
+    config.stash[_RESULTS] = []
+
+
+def pytest_report_header(config):
+    profile = _profile(config)
+    runs = sum(1 for _ in profile.runs())
+    return (f"pinn-bench profile {profile.name!r}: {profile.description}; {runs} runs; "
+            f"device {config.getoption('--device')}")
+
+
+def pytest_generate_tests(metafunc):
+    if "run_spec" not in metafunc.fixturenames:
+        return
+    profile = _profile(metafunc.config)
+    only = metafunc.config.getoption("--case")
+    specs, ids = [], []
+    for case, coupling, optimizer, balancing, seed in profile.runs():
+        if only and case not in only:
+            continue
+        specs.append((case, coupling, optimizer, balancing, seed))
+        coupling_name = CASES[case].coupling
+        ids.append(f"{case}-{coupling_name}{coupling:g}-{optimizer}-{balancing}-seed{seed}")
+    metafunc.parametrize("run_spec", specs, ids=ids)
+
+
+@pytest.fixture(scope="session")
+def profile(pytestconfig):
+    return _profile(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def device(pytestconfig):
+    return pytestconfig.getoption("--device")
+
+
+@pytest.fixture(scope="session")
+def reference_root(pytestconfig):
+    return pytestconfig.getoption("--reference-root")
+
+
+@pytest.fixture
+def record(pytestconfig):
+    """Collects each run's extra_info for the end-of-session summary."""
+    return pytestconfig.stash[_RESULTS].append
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    profile = _profile(config)
+    entries = [bench["extra_info"] for bench in output_json["benchmarks"]]
+    output_json["pinn_bench"] = {
+        "profile": profile.name,
+        "claim_ratio": profile.claim_ratio,
+        "summary": summarise(entries, claim_ratio=profile.claim_ratio),
+    }
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    results = config.stash.get(_RESULTS, [])
+    if not results:
+        return
+    profile = _profile(config)
+    terminalreporter.section(f"coupling robustness ({profile.name} profile)")
+    terminalreporter.write_line(format_summary(summarise(results, claim_ratio=profile.claim_ratio)))

@@ -1,0 +1,115 @@
+"""The benchmark harness end to end: a tiny profile run through pytest-benchmark, the JSON
+it writes (schema of every run's extra_info and of the summary), the report rendered from
+it, and the harness's errors for bad options."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pinn.report import summarise, write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+RUN_KEYS = {
+    "case": str, "coupling": str, "coupling_value": float, "optimizer": str,
+    "balancing": str, "method": str, "seed": int, "profile": str, "status": str,
+    "steps": int, "steps_per_second": float, "device": str, "n_parameters": int,
+    "l2_final": dict, "l2_best": dict, "l2_lowest_loss": dict, "L2_avg": float,
+    "reference": str,
+}
+
+
+def _pytest_suite(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "pytest", "suite/", "-q", "-p", "no:cacheprovider",
+                           *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def tiny_json(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "out.json"
+    run = _pytest_suite("--profile", "tiny", "--benchmark-json", str(out))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "coupling robustness (tiny profile)" in run.stdout
+    return out
+
+
+def test_json_schema(tiny_json):
+    data = json.loads(tiny_json.read_text())
+    benches = data["benchmarks"]
+    # tiny: 4 systems x 2 couplings x 2 methods x 1 seed
+    assert len(benches) == 16
+    for bench in benches:
+        info = bench["extra_info"]
+        for key, kind in RUN_KEYS.items():
+            assert isinstance(info[key], kind), (key, info[key])
+        assert info["status"] == "completed" and info["steps"] == 20
+        assert bench["stats"]["rounds"] == 1 and bench["group"] == info["case"]
+        fields = {"thermo": {"T", "u"}, "npp": {"c_plus", "c_minus", "phi"}}.get(
+            info["case"], {"phi", "c_plus", "c_minus", "u"})
+        for key in ("l2_final", "l2_best", "l2_lowest_loss"):
+            assert set(info[key]) == fields | {"avg"}
+            assert all(0 < value < 10 for value in info[key].values())
+        assert info["l2_best"]["avg"] <= info["l2_final"]["avg"]
+        if info["case"].startswith("eof"):
+            # 2D flows are scored against the stored DOLFINx reference, identified by hash
+            assert info["reference"].endswith(".h5") and len(info["reference_sha256"]) == 64
+            manifest = json.loads((ROOT / "data" / "manifest.json").read_text())
+            assert manifest[info["reference"]]["sha256"] == info["reference_sha256"]
+        else:
+            assert info["reference"] == "exact" and info["reference_sha256"] is None
+    meta = data["pinn_bench"]
+    assert meta["profile"] == "tiny"
+    assert meta["summary"] == summarise([b["extra_info"] for b in benches])
+    row = meta["summary"]["npp"]["soap+gn"]
+    assert row["couplings"] == [0.5, 0.2]  # weak -> strong: eps decreasing
+    assert row["verdict"] in ("reproduced", "not reproduced")
+
+
+def test_report_renders(tiny_json, tmp_path):
+    path = write_report(tiny_json, tmp_path)
+    text = path.read_text()
+    assert "| thermo | soap+gn | gamma |" in text and "degradation.png" in text
+    for figure in ("degradation.png", "fields.png"):
+        assert (tmp_path / figure).stat().st_size > 10_000
+
+
+def test_summary_degradation_and_verdicts():
+    def rec(case, value, method, l2, seed=0):
+        return {"case": case, "coupling_value": value, "method": method, "seed": seed,
+                "L2_avg": l2}
+
+    records = [rec("thermo", 1.0, "soap+gn", 1e-4), rec("thermo", 50.0, "soap+gn", 1.05e-4),
+               rec("thermo", 1.0, "adam+gn", 1e-4), rec("thermo", 50.0, "adam+gn", 5e-3),
+               rec("npp", 0.5, "soap+gn", 1e-3), rec("npp", 0.05, "soap+gn", 4e-3),
+               rec("npp", 0.5, "soap+gn", 2e-3, seed=1), rec("npp", 0.05, "soap+gn", 2e-3, seed=1)]
+    summary = summarise(records)
+    soap = summary["thermo"]["soap+gn"]
+    assert soap["degradation"] == pytest.approx(1.05) and soap["verdict"] == "reproduced"
+    adam = summary["thermo"]["adam+gn"]
+    assert adam["degradation"] == pytest.approx(50.0) and adam["verdict"] == "not reproduced"
+    npp = summary["npp"]["soap+gn"]
+    # per seed 4.0 and 1.0: median 2.5, range [1, 4]; eps falls from weak to strong
+    assert npp["couplings"] == [0.5, 0.05] and npp["degradation"] == pytest.approx(2.5)
+    assert (npp["degradation_min"], npp["degradation_max"]) == (1.0, 4.0)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--profile", "huge"], "unknown profile 'huge'; valid profiles: ['paper', 'smoke', 'tiny']"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--case", "heat"], "unknown case 'heat' for profile 'smoke'; valid cases:"),
+])
+def test_bad_options_fail_fast(args, message):
+    run = _pytest_suite(*args, "--collect-only", timeout=120)
+    assert run.returncode != 0
+    assert message in run.stdout + run.stderr
+
+
+def test_missing_reference_names_file_and_command(tmp_path):
+    run = _pytest_suite("--profile", "tiny", "--case", "eof-patch", "--reference-root",
+                        str(tmp_path), "-x", "--benchmark-disable")
+    assert run.returncode != 0
+    assert "eof-patch-Pe0.h5 does not exist" in run.stdout
+    assert "python -m reference generate eof-patch --Pe 0" in run.stdout

@@ -1,0 +1,295 @@
+"""The training loop: resume equivalence, divergence, the GN refresh gradients, one backward
+per plain step, the run directory, the command line, and the recipe's accuracy."""
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+from pinn import checkpoint as ckpt
+from pinn.__main__ import main
+from pinn.config import TrainConfig
+from pinn.problems import get_problem
+from pinn.trainer import Trainer, train
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These models are small: one thread is faster than two, and far faster when other
+    processes compete for the cores (intra-op threads then spin-wait)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def small(**changes) -> TrainConfig:
+    """A few-second thermoelastic run in float64 (GN refreshed every 3 steps)."""
+    options = dict(case="thermo", case_params={"gamma": 10.0}, optimizer="adam", width=16,
+                   depth=2, n_points=32, steps=20, eval_every=5, balance_every=3,
+                   dtype="float64", device="cpu", progress=False, seed=0)
+    options.update(changes)
+    return TrainConfig(**options)
+
+
+def parameters(trainer_or_state):
+    return [p.detach().clone() for p in trainer_or_state.model.parameters()]
+
+
+def _without_time(history):
+    return [{k: v for k, v in row.items() if k != "train_seconds"} for row in history]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "soap"])
+def test_resume_continues_exactly(tmp_path, optimizer):
+    # Uninterrupted 20 steps vs 10 steps, a checkpoint, a new process state, 10 more.
+    whole = Trainer(small(optimizer=optimizer))
+    whole_result = whole.run()
+
+    first = small(optimizer=optimizer, steps=10, run_dir=str(tmp_path / "run"))
+    train(first)
+    torch.manual_seed(1234)  # disturb the global RNG: resume must restore it
+    resumed = Trainer(small(optimizer=optimizer, run_dir=str(tmp_path / "run")))
+    resumed.resume()
+    assert resumed.step == 10
+    resumed_result = resumed.run()
+
+    assert resumed_result.step == whole_result.step == 20
+    for a, b in zip(parameters(whole), parameters(resumed)):
+        assert torch.equal(a, b)
+    assert torch.equal(whole.balancer.weights, resumed.balancer.weights)
+    assert _without_time(whole_result.history) == _without_time(resumed_result.history)
+    assert [r["step"] for r in whole_result.history] == [0, 5, 10, 15, 20]
+    for key in ("best", "lowest_loss", "final"):
+        assert getattr(whole_result, key) == getattr(resumed_result, key)
+
+
+def test_resume_refuses_a_changed_config(tmp_path):
+    train(small(steps=5, run_dir=str(tmp_path)))
+    with pytest.raises(ValueError, match="lr: checkpoint 0.001, now 0.01"):
+        train(small(steps=10, lr=1e-2, run_dir=str(tmp_path)), resume=True)
+    with pytest.raises(ValueError, match="already holds a run"):
+        train(small(steps=10, run_dir=str(tmp_path)))
+
+
+class PoisonedProblem:
+    """The thermoelastic problem whose pde_u term turns NaN from its ``poison_from``-th
+    call of loss_terms on (the trainer calls it once per step, once per evaluation and
+    once when it starts to learn the term names)."""
+
+    def __init__(self, config, poison_from):
+        self.inner = get_problem("thermo", n_points=config.n_points, dtype=torch.float64,
+                                 seed=config.seed)
+        self.calls, self.poison_from = 0, poison_from
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def loss_terms(self, model):
+        self.calls += 1
+        terms = self.inner.loss_terms(model)
+        if self.calls >= self.poison_from:
+            terms["pde_u"] = terms["pde_u"] * float("nan")
+        return terms
+
+
+def test_divergence_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_path):
+    config = small(steps=40, checkpoint_every=5, run_dir=str(tmp_path))
+    # calls: 1 names, 2 eval at step 0, steps 1-5 -> 3-7, eval 8, steps 6-10 -> 9-13,
+    # eval 14, step 11 -> call 15: the first NaN loss is that of step 11.
+    result = train(config, problem=PoisonedProblem(config, poison_from=15))
+    assert result.status == "diverged" and result.diverged
+    assert "['pde_u']" in result.message
+    assert "non-finite at step 11 (noticed at step 15)" in result.message
+    assert result.step == 15
+    assert [row["step"] for row in result.history] == [0, 5, 10]
+    assert math.isnan(result.final["l2"]["avg"])
+    assert result.best["step"] in (0, 5, 10) and math.isfinite(result.best["l2"]["avg"])
+
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 10
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "diverged" and "pde_u" in metrics["message"]
+    assert metrics["final"]["l2"]["avg"] is None  # NaN is written as null (strict JSON)
+
+    # The last good state loads and trains on.
+    resumed = Trainer(small(steps=12, checkpoint_every=5, run_dir=str(tmp_path)))
+    resumed.resume()
+    assert resumed.step == 10
+    assert resumed.run().status == "completed"
+
+
+def test_gn_refresh_uses_the_per_term_gradients():
+    trainer = Trainer(small(balance_every=1000))
+    seen, stepped = {}, {}
+    update = trainer.balancer.update
+
+    def spy(step, grads):
+        seen[step] = [[g.clone() for g in term] for term in grads]
+        update(step, grads)
+
+    trainer.balancer.update = spy
+    step = trainer.optimizer.step
+
+    def spy_step(*args, **kwargs):
+        stepped[trainer.step] = [p.grad.clone() for p in trainer.params]
+        return step(*args, **kwargs)
+
+    trainer.optimizer.step = spy_step
+
+    # Independent per-term gradients at the initial parameters, one fresh graph each.
+    independent = []
+    for name in trainer.terms:
+        trainer.model.zero_grad(set_to_none=True)
+        trainer.problem.loss_terms(trainer.model)[name].backward()
+        independent.append([torch.zeros_like(p) if p.grad is None else p.grad.clone()
+                            for p in trainer.params])
+    trainer.model.zero_grad(set_to_none=True)
+
+    trainer.train_step()
+    assert list(seen) == [1]
+    for mine, theirs in zip(seen[1], independent):
+        for a, b in zip(mine, theirs):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    # The T-boundary term does not touch the u-network: exact zeros there.
+    u_net = trainer.model.groups.index(("u",))
+    u_params = {id(p) for p in trainer.model.nets[u_net].parameters()}
+    bc_T = trainer.terms.index("bc_T")
+    for p, g in zip(trainer.params, seen[1][bc_T]):
+        if id(p) in u_params:
+            assert not g.any()
+
+    norms = torch.stack([torch.sqrt(sum(g.square().sum() for g in term)) for term in independent])
+    expected = 0.9 + 0.1 * norms.mean() / norms
+    torch.testing.assert_close(trainer.balancer.weights, expected, rtol=1e-12, atol=0)
+    # The step's gradient (one backward of the weighted sum) = sum_i lambda_i g_i.
+    for k, g in enumerate(stepped[1]):
+        combined = sum(w * term[k] for w, term in zip(expected, independent))
+        torch.testing.assert_close(g, combined, rtol=1e-10, atol=1e-12)
+
+    trainer.train_step()
+    assert list(seen) == [1]  # no refresh at step 2
+
+
+def test_one_backward_per_plain_step(monkeypatch):
+    trainer = Trainer(small(balance_every=4))
+    params = {id(p) for p in trainer.params}
+    counts = {"backward": 0, "grad": 0}
+    backward, grad = torch.Tensor.backward, torch.autograd.grad
+
+    def counting_backward(self, *args, **kwargs):
+        counts["backward"] += 1
+        return backward(self, *args, **kwargs)
+
+    def counting_grad(outputs, inputs, *args, **kwargs):
+        inputs_list = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
+        if any(id(x) in params for x in inputs_list):  # derivatives in x do not count
+            counts["grad"] += 1
+        return grad(outputs, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "backward", counting_backward)
+    monkeypatch.setattr(torch.autograd, "grad", counting_grad)
+    per_step = []
+    for _ in range(8):
+        before = dict(counts)
+        trainer.train_step()
+        per_step.append((counts["backward"] - before["backward"], counts["grad"] - before["grad"]))
+    n_terms = len(trainer.terms)
+    refresh = (1, n_terms)  # one autograd.grad per term, then the single backward
+    assert per_step == [refresh, (1, 0), (1, 0), (1, 0), refresh, (1, 0), (1, 0), (1, 0)]
+
+
+def test_run_directory(tmp_path):
+    config = small(steps=12, checkpoint_every=5, run_dir=str(tmp_path))
+    result = train(config)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"config.json", "history.csv", "checkpoint.pt", "metrics.json", "losses.png",
+            "l2.png", "weights.png"} <= names
+    assert not any(name.endswith(".tmp") for name in names)
+    assert TrainConfig.from_dict(json.loads((tmp_path / "config.json").read_text())) == config
+
+    with open(tmp_path / "history.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == [0, 5, 10, 12]
+    assert {"loss_pde_T", "loss_pde_u", "loss_bc_T", "loss_bc_u", "weight_pde_u", "l2_T",
+            "l2_u", "l2_avg"} <= set(rows[0])
+    assert float(rows[-1]["l2_avg"]) == pytest.approx(result.final["l2"]["avg"], rel=1e-12)
+    assert float(rows[0]["weight_bc_T"]) == 1.0 and float(rows[1]["weight_bc_T"]) != 1.0
+
+    state = ckpt.load(tmp_path / "checkpoint.pt")  # weights_only=True inside
+    assert state["step"] == 12 and len(state["history"]) == 4
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["n_parameters"] == result.n_parameters
+    # 2 nets of 1 -> 16 -> 16 -> 1: (16 + 16) + (256 + 16) + (16 + 1) = 321 each
+    assert result.n_parameters == 642
+    assert result.steps_per_second > 0 and result.device == "cpu"
+    assert min(r["l2_avg"] for r in result.history) == result.best["l2"]["avg"]
+    assert min(r["loss"] for r in result.history) == result.lowest_loss["loss"]
+    for png in ("losses.png", "l2.png", "weights.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_lra_weights_only_the_boundary_terms():
+    result = train(small(steps=4, balancing="lra"))
+    last = result.history[-1]
+    assert last["weight_pde_T"] == last["weight_pde_u"] == 1.0
+    assert last["weight_bc_T"] != 1.0 and last["weight_bc_u"] != 1.0
+    none = train(small(steps=4, balancing="none")).history[-1]
+    assert [none[f"weight_{t}"] for t in ("pde_T", "pde_u", "bc_T", "bc_u")] == [1.0] * 4
+
+
+def test_seed_reproduces_and_changes_the_run():
+    a, b, c = (Trainer(small(steps=3, seed=s)) for s in (7, 7, 8))
+    for trainer in (a, b, c):
+        trainer.run()
+    assert all(torch.equal(x, y) for x, y in zip(parameters(a), parameters(b)))
+    assert not torch.equal(parameters(a)[0], parameters(c)[0])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--case", "heat"], "invalid choice: 'heat' (choose from 'eof-patch'"),
+    (["train", "--optimizer", "sgd"], "invalid choice: 'sgd'"),
+    (["train", "--param", "gamma"], "expected NAME=VALUE"),
+    (["train", "--param", "zeta=1"], "unknown parameter(s) ['zeta'] for case 'thermo'"),
+    (["train", "--coupling", "-3"], "gamma must be >= 0"),
+    (["train", "--steps", "0"], "steps must be an integer >= 1"),
+    (["train", "--lr", "nan"], "lr must be a finite number > 0"),
+    (["train", "--resume"], "--resume needs --run-dir"),
+    ([], "required: COMMAND"),
+])
+def test_cli_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_train_and_resume(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    common = ["--optimizer", "adam", "--width", "8", "--depth", "2", "--n-points", "16",
+              "--eval-every", "2", "--device", "cpu", "--no-progress"]
+    assert main(["train", "--case", "thermo", "--coupling", "5", "--steps", "4",
+                 "--run-dir", run, *common]) == 0
+    assert "completed after 4 steps" in capsys.readouterr().out
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["case_params"] == {"gamma": 5.0} and config["optimizer"] == "adam"
+    # Resume with only the run folder and a longer run: the rest comes from config.json.
+    assert main(["train", "--run-dir", run, "--resume", "--steps", "6", "--no-progress"]) == 0
+    assert "completed after 6 steps" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["train", "--run-dir", run, "--resume", "--lr", "0.5"])
+    assert "cannot resume" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_thermo_gamma10_soap_gn_accuracy():
+    """The recipe (SOAP + GN, 4 x 64 per field, lr 1e-3, float32) at gamma = 10, 2000 steps."""
+    config = TrainConfig(case="thermo", case_params={"gamma": 10.0}, optimizer="soap",
+                         balancing="gn", lr=1e-3, steps=2000, width=64, depth=4,
+                         eval_every=500, device="cpu", progress=False, seed=42)
+    result = train(config)
+    assert result.status == "completed"
+    assert result.final["l2"]["avg"] < 1e-3, result.final
