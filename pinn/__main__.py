@@ -65,7 +65,62 @@ def ntk_command(subparsers) -> None:
     add_ntk_parser(subparsers)
 
 
-COMMANDS = [train_command, ntk_command]
+def report_command(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "report", help="Markdown report from a benchmark JSON",
+        description="Render report.md and figures from `pytest suite/ --benchmark-json OUT`.")
+    parser.add_argument("json", help="the benchmark JSON written by the suite")
+    parser.add_argument("--out", default=None, help="output folder (default: next to the JSON)")
+
+    def run(args) -> int:
+        from .report import write_report
+
+        try:
+            path = write_report(args.json, args.out)
+        except ValueError as error:
+            parser.error(str(error))
+        print(f"wrote {path}")
+        return 0
+
+    parser.set_defaults(run=run)
+
+
+def errors_command(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "errors", help="error fields of a trained run against a stored reference",
+        description="Evaluate a run's networks on a reference grid; write the error fields "
+                    "(NetCDF) and their maps (PNG).")
+    parser.add_argument("run_dir", help="a run directory of `python -m pinn train`")
+    parser.add_argument("--reference", default=None,
+                        help="reference HDF5 file (default: the run's case in data/)")
+    parser.add_argument("--out", default=None, help="output folder (default: the run directory)")
+
+    def run(args) -> int:
+        from reference import store
+
+        from .analysis import error_fields, load_model, plot_error_fields
+
+        try:
+            model, case = load_model(args.run_dir)
+            reference = store.open_reference(args.reference or store.reference_path(case))
+        except (ValueError, RuntimeError) as error:
+            parser.error(str(error))
+        ds = error_fields(model, reference)
+        out = Path(args.out or args.run_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        ds.to_netcdf(out / "errors.nc")
+        plot_error_fields(ds, out / "errors.png")
+        for name in ds["field"].values:
+            row = ds.sel(field=name)
+            print(f"{name:>8}: L2 {float(row['l2']):.3e}  max {float(row['max_error']):.3e}  "
+                  f"band {float(row['l2_band']):.3e}  bulk {float(row['l2_bulk']):.3e}")
+        print(f"wrote {out / 'errors.nc'} and {out / 'errors.png'}")
+        return 0
+
+    parser.set_defaults(run=run)
+
+
+COMMANDS = [train_command, ntk_command, report_command, errors_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

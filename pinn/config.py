@@ -15,11 +15,12 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from .schedules import SCHEDULES
+
 __all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "DTYPES", "DEVICES", "BALANCING",
            "RESUMABLE_CHANGES"]
 
 OPTIMIZERS = ("adam", "soap")
-SCHEDULES = ("constant",)  # "warmup-exp" is planned; validate() lists what exists.
 DTYPES = ("float32", "float64")
 DEVICES = ("auto", "cpu", "cuda")
 BALANCING = ("none", "gn", "lra")
@@ -67,7 +68,9 @@ class TrainConfig:
                           (Adam (0.9, 0.999), SOAP (0.99, 0.999))
     eps, weight_decay     optimizer epsilon and decoupled (SOAP) / L2 (Adam) weight decay
     precondition_frequency, shampoo_beta   SOAP only (shampoo_beta < 0: use beta2)
-    schedule              learning-rate schedule: "constant"
+    schedule              learning-rate schedule (:mod:`pinn.schedules`): "constant" or
+                          "warmup-exp" (linear warmup over warmup_steps, then x decay_rate
+                          every decay_every steps)
     balancing, balance_every   loss balancing (:mod:`pinn.balancing`) and its period
     steps                 optimizer steps
     eval_every            evaluate (relative L2 on the evaluation grid, unweighted loss,
@@ -92,6 +95,9 @@ class TrainConfig:
     precondition_frequency: int = 2
     shampoo_beta: float = -1.0
     schedule: str = "constant"
+    warmup_steps: int = 1000
+    decay_rate: float = 0.9
+    decay_every: int = 2000
     balancing: str = "gn"
     balance_every: int = 1000
     steps: int = 60000
@@ -137,6 +143,11 @@ class TrainConfig:
             raise ValueError(
                 f"shampoo_beta must be < 1 (negative: use beta2), got {self.shampoo_beta}")
         _choice("schedule", self.schedule, SCHEDULES)
+        _int("warmup_steps", self.warmup_steps, 0)
+        self.decay_rate = _positive_float("decay_rate", self.decay_rate)
+        if self.decay_rate > 1:
+            raise ValueError(f"decay_rate must be in (0, 1], got {self.decay_rate}")
+        _int("decay_every", self.decay_every, 1)
         _choice("balancing", self.balancing, BALANCING)
         _int("balance_every", self.balance_every, 1)
         _int("steps", self.steps, 1)
@@ -219,6 +230,9 @@ def add_arguments(parser) -> None:
     add("--precondition-frequency", type=int, default=s, help="SOAP (default 2)")
     add("--shampoo-beta", type=float, default=s, help="SOAP; < 0 uses beta2 (default)")
     add("--schedule", choices=SCHEDULES, default=s, help="learning-rate schedule")
+    add("--warmup-steps", type=int, default=s, help="warmup-exp: warmup length (default 1000)")
+    add("--decay-rate", type=float, default=s, help="warmup-exp: factor per decay (default 0.9)")
+    add("--decay-every", type=int, default=s, help="warmup-exp: decay period (default 2000)")
     add("--balancing", choices=BALANCING, default=s, help="loss balancing (default gn)")
     add("--balance-every", type=int, default=s, help="balancing period in steps (default 1000)")
     add("--steps", type=int, default=s, help="optimizer steps (default 60000)")

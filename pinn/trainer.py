@@ -51,6 +51,7 @@ from . import checkpoint as ckpt
 from .balancing import make_balancer
 from .config import TrainConfig
 from .networks import build_model
+from .schedules import lr_factor
 
 __all__ = ["train", "Trainer", "TrainResult", "TrainConfig", "make_optimizer", "resolve_device"]
 
@@ -209,6 +210,13 @@ class Trainer:
         if self.balancer.due(self.step):
             self.balancer.update(self.step, [self.term_gradients(loss) for loss in terms.values()])
         total = torch.dot(self.balancer.weights, losses)
+        if self.config.schedule != "constant":
+            factor = lr_factor(self.config.schedule, self.step,
+                               warmup_steps=self.config.warmup_steps,
+                               decay_rate=self.config.decay_rate,
+                               decay_every=self.config.decay_every)
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.config.lr * factor
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         detached = losses.detach()

@@ -58,7 +58,9 @@ class Profile:
                         yield case, value, optimizer, balancing, seed
 
 
-_SMOKE_1D = Budget(steps=600, lr=1e-3, width=32, depth=3, n_points=100, balance_every=200,
+_SMOKE_1D = Budget(steps=1500, lr=1e-3, width=32, depth=3, n_points=100, balance_every=250,
+                   eval_every=250)
+_SMOKE_2D = Budget(steps=600, lr=1e-3, width=32, depth=3, n_points=400, balance_every=200,
                    eval_every=100)
 
 SMOKE = Profile(
@@ -76,12 +78,9 @@ SMOKE = Profile(
         "thermo": _SMOKE_1D,
         "rd-symmetric": _SMOKE_1D,
         "rd-asymmetric": _SMOKE_1D,
-        "npp": Budget(steps=600, lr=1e-3, width=32, depth=3, n_points=150,
-                      balance_every=200, eval_every=100),
-        "eof-straight": Budget(steps=150, lr=1e-3, width=24, depth=3, n_points=300,
-                               balance_every=50, eval_every=50),
-        "eof-patch": Budget(steps=150, lr=1e-3, width=24, depth=3, n_points=300,
-                            balance_every=50, eval_every=50),
+        "npp": _SMOKE_1D,
+        "eof-straight": _SMOKE_2D,
+        "eof-patch": _SMOKE_2D,
     },
 )
 

@@ -2,22 +2,18 @@
 ``mpirun -n 2`` script (tests/fem_parallel_script.py)."""
 
 import functools
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import ufl
-from mpi4py import MPI
-
 from dolfinx import fem, mesh
+from mpi4py import MPI
 
 from reference.cases import get_case
 from reference.fem import compat, eof
 from reference.fem.meshes import channel_mesh_spec
+from reference.mpirun import mpirun
 
 #: Evaluation points (fixed, so every rank and every run uses the same ones).
 POINTS = np.random.default_rng(7).uniform(0.0, 1.0, size=(40, 2))
@@ -113,17 +109,11 @@ def _parallel_run() -> dict:
     """tests/fem_parallel_script.py under ``mpirun -n 2`` (once per test session)."""
     import tempfile
 
-    mpirun = shutil.which("mpirun")
-    assert mpirun, "mpirun (openmpi-bin) is installed by scripts/setup.sh"
-    env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-           "OMPI_MCA_rmaps_base_oversubscribe": "1", "H5PY_ALWAYS_USE_MPI": "1"}
     here = Path(__file__).resolve().parent
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "values.npz"
-        result = subprocess.run([mpirun, "-n", "2", sys.executable,
-                                 str(here / "fem_parallel_script.py"), str(out)],
-                                cwd=here.parent, env=env, capture_output=True, text=True,
-                                timeout=300)
+        result = mpirun(2, [sys.executable, str(here / "fem_parallel_script.py"), str(out)],
+                        cwd=here.parent, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
         return dict(np.load(out))
 
@@ -131,13 +121,3 @@ def _parallel_run() -> dict:
 @functools.lru_cache(maxsize=None)
 def _serial_run() -> dict:
     return all_values(MPI.COMM_SELF)
-
-
-@pytest.fixture
-def parallel_values():
-    return _parallel_run()
-
-
-@pytest.fixture
-def serial_values():
-    return _serial_run()

@@ -4,8 +4,7 @@ the comments next to it."""
 import pytest
 import torch
 
-from pinn.balancing import (GradNormBalancer, LearningRateAnnealing, NoBalancing,
-                            make_balancer)
+from pinn.balancing import GradNormBalancer, LearningRateAnnealing, NoBalancing, make_balancer
 
 D = torch.float64
 

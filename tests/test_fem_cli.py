@@ -3,10 +3,8 @@ a verified file."""
 
 import pytest
 
-pytest.importorskip("dolfinx", reason="DOLFINx is installed by scripts/setup.sh")
-
-from reference import store  # noqa: E402
-from reference.__main__ import main  # noqa: E402
+from reference import store
+from reference.__main__ import main
 
 
 @pytest.mark.parametrize("argv, message", [

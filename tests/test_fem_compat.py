@@ -1,16 +1,12 @@
 """reference.fem.compat: each wrapped DOLFINx feature on a problem with a known solution,
 serial and under ``mpirun -n 2`` (the parallel values must equal the serial ones)."""
 
+import fem_problems  # a helper module beside the tests
 import numpy as np
 import pytest
+from mpi4py import MPI
 
-pytest.importorskip("dolfinx", reason="DOLFINx is installed by scripts/setup.sh")
-
-from mpi4py import MPI  # noqa: E402
-
-import fem_problems  # noqa: E402  (a helper module beside the tests)
-from fem_problems import parallel_values, serial_values  # noqa: E402,F401  (fixtures)
-from reference.fem import compat  # noqa: E402
+from reference.fem import compat
 
 COMM = MPI.COMM_SELF
 POINTS = fem_problems.POINTS

@@ -1,19 +1,15 @@
 """The six-field EOF solver, the 1D NPP solver and their verification (coarse meshes)."""
 
+import fem_problems
 import numpy as np
 import pytest
+from mpi4py import MPI
 
-pytest.importorskip("dolfinx", reason="DOLFINx is installed by scripts/setup.sh")
-
-from mpi4py import MPI  # noqa: E402
-
-import fem_problems  # noqa: E402
-from fem_problems import parallel_values, serial_values  # noqa: E402,F401  (fixtures)
-from reference import store  # noqa: E402
-from reference.cases import get_case  # noqa: E402
-from reference.exact import channel_profile, npp_profile  # noqa: E402
-from reference.fem import eof, generate, mms, npp  # noqa: E402
-from reference.fem.meshes import channel_mesh_spec, triangulation  # noqa: E402
+from reference import store
+from reference.cases import get_case
+from reference.exact import channel_profile, npp_profile
+from reference.fem import eof, generate, mms, npp
+from reference.fem.meshes import channel_mesh_spec, triangulation
 
 COMM = MPI.COMM_SELF
 
@@ -35,6 +31,25 @@ def test_straight_channel_matches_the_exact_profile(eps):
     # the MMS orders of the family travel with every file
     rates = checks["mms"]["rates"]
     assert abs(rates["phi"][-1] - 3) < 0.1 and abs(rates["p"][-1] - 2) < 0.1
+
+
+def test_newton_converges_from_a_crude_guess():
+    """Bulk values (phi = 0, c = 1, no flow) instead of the profile: more Newton steps,
+    the same discrete solution."""
+    case = get_case("eof-straight", eps=0.2)
+    spec = channel_mesh_spec(case, 0.5)
+    crude = {eof.PHI: lambda x: np.zeros(x.shape[1]), eof.C_PLUS: lambda x: np.ones(x.shape[1]),
+             eof.C_MINUS: lambda x: np.ones(x.shape[1]),
+             eof.VELOCITY: lambda x: np.zeros((2, x.shape[1])),
+             eof.PRESSURE: lambda x: np.zeros(x.shape[1])}
+    from_crude = eof.solve(case, spec, COMM, guess=crude)
+    from_profile = eof.solve(case, spec, COMM)
+    assert from_crude.stats["newton_iterations"] >= 3
+    assert from_crude.stats["newton_iterations"] > from_profile.stats["newton_iterations"]
+    points = np.column_stack([np.full(50, 0.5), np.linspace(0, 1, 50)])
+    a, b = from_crude.evaluate(points), from_profile.evaluate(points)
+    for name in ("phi", "c_plus", "c_minus", "u"):
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-8, atol=1e-11)
 
 
 def test_straight_channel_error_falls_with_the_mesh():

@@ -41,11 +41,10 @@ import math
 import types
 
 import pytest
+import pytorch_optimizer.optimizer.soap as osoap  # the test oracle (set-up installs it)
 import torch
 
 from pinn.soap import SOAP
-
-osoap = pytest.importorskip("pytorch_optimizer.optimizer.soap")
 
 F64 = torch.float64
 

@@ -3,6 +3,7 @@ it writes (schema of every run's extra_info and of the summary), the report rend
 it, and the harness's errors for bad options."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -51,7 +52,7 @@ def test_json_schema(tiny_json):
             info["case"], {"phi", "c_plus", "c_minus", "u"})
         for key in ("l2_final", "l2_best", "l2_lowest_loss"):
             assert set(info[key]) == fields | {"avg"}
-            assert all(0 < value < 10 for value in info[key].values())
+            assert all(math.isfinite(value) and value > 0 for value in info[key].values())
         assert info["l2_best"]["avg"] <= info["l2_final"]["avg"]
         if info["case"].startswith("eof"):
             # 2D flows are scored against the stored DOLFINx reference, identified by hash

@@ -293,3 +293,25 @@ def test_thermo_gamma10_soap_gn_accuracy():
     result = train(config)
     assert result.status == "completed"
     assert result.final["l2"]["avg"] < 1e-3, result.final
+
+
+def test_warmup_exp_schedule_sets_the_learning_rate():
+    from pinn.schedules import lr_factor
+
+    kw = dict(warmup_steps=4, decay_rate=0.5, decay_every=3)
+    assert [lr_factor("warmup-exp", t, **kw) for t in range(1, 12)] == \
+        [0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25]
+    assert lr_factor("constant", 10**6) == 1.0
+    with pytest.raises(ValueError, match="unknown schedule"):
+        lr_factor("cosine", 1)
+    config = TrainConfig(case="thermo", optimizer="adam", lr=1e-2, schedule="warmup-exp",
+                         steps=7, eval_every=7, width=4, depth=1, n_points=8, device="cpu",
+                         progress=False, **kw)
+    trainer = Trainer(config)
+    seen = []
+    for _ in range(7):
+        trainer.train_step()
+        seen.append(trainer.optimizer.param_groups[0]["lr"])
+    assert seen == pytest.approx([1e-2 * f for f in (0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 0.5)])
+    with pytest.raises(ValueError, match="decay_rate must be in"):
+        TrainConfig(schedule="warmup-exp", decay_rate=1.5)

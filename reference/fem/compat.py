@@ -28,14 +28,13 @@ import inspect
 import itertools
 from typing import Callable, Sequence
 
-import numpy as np
-import ufl
-from mpi4py import MPI
-from petsc4py import PETSc
-
 import dolfinx
 import dolfinx.fem.petsc
+import numpy as np
+import ufl
 from dolfinx import fem, geometry, mesh
+from mpi4py import MPI
+from petsc4py import PETSc
 
 __all__ = [
     "MUMPS",

@@ -46,9 +46,8 @@ from typing import Callable
 
 import numpy as np
 import ufl
-from mpi4py import MPI
-
 from dolfinx import fem, mesh
+from mpi4py import MPI
 
 from reference.exact import channel_profile
 from reference.fem import compat

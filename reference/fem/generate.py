@@ -24,9 +24,8 @@ import math
 
 import numpy as np
 import ufl
-from mpi4py import MPI
-
 from dolfinx import fem
+from mpi4py import MPI
 
 from reference import store
 from reference.cases import get_case

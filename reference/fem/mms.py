@@ -23,9 +23,8 @@ import math
 
 import numpy as np
 import ufl
-from mpi4py import MPI
-
 from dolfinx import fem
+from mpi4py import MPI
 
 from reference.fem import compat, eof
 

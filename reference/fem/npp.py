@@ -22,9 +22,8 @@ import time
 
 import numpy as np
 import ufl
-from mpi4py import MPI
-
 from dolfinx import fem, mesh
+from mpi4py import MPI
 
 from reference.fem import compat
 from reference.fem.eof import ATOL, MAX_IT, RTOL, SolverError

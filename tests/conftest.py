@@ -1,0 +1,18 @@
+"""Shared fixtures: the finite-element values computed once serially and once under
+``mpirun -n 2`` (tests/fem_problems.py), compared by the compat and solver tests."""
+
+import pytest
+
+
+@pytest.fixture
+def parallel_values():
+    import fem_problems
+
+    return fem_problems._parallel_run()
+
+
+@pytest.fixture
+def serial_values():
+    import fem_problems
+
+    return fem_problems._serial_run()

@@ -1,0 +1,75 @@
+"""Error fields against a stored reference: exact numbers from a known perturbation, the
+double-layer/bulk split, NetCDF round trip, the plot, and run directories."""
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from pinn.analysis import error_fields, plot_error_fields
+from reference import store
+from reference.cases import get_case
+from reference.exact import channel_profile
+
+
+class ProfilePlusOffset(torch.nn.Module):
+    """The exact fully developed profile, with ``offset`` added to u."""
+
+    def __init__(self, case, offset):
+        super().__init__()
+        self.case, self.offset = case, offset
+        self.dummy = torch.nn.Parameter(torch.zeros((), dtype=torch.float64))
+
+    def forward(self, x):
+        fields = channel_profile(self.case, x[:, 1].numpy())
+        fields["u"] = fields["u"] + self.offset
+        return {name: torch.as_tensor(values) for name, values in fields.items()}
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return store.open_reference(store.reference_path(get_case("eof-straight", eps=0.2)))
+
+
+def test_known_perturbation(reference):
+    case = get_case("eof-straight", eps=0.2)
+    ds = error_fields(ProfilePlusOffset(case, 0.01), reference, band=5.0)
+    assert list(ds["field"].values) == ["phi", "c_plus", "c_minus", "u", "v", "p"]
+    w, u = reference["weight"].values, reference["u"].values
+    expected = 0.01 * np.sqrt(w.sum() / np.sum(w * u**2))
+    assert float(ds["l2"].sel(field="u")) == pytest.approx(expected, rel=1e-4)
+    assert float(ds["max_error"].sel(field="u")) == pytest.approx(0.01, rel=1e-4)
+    # the stored DOLFINx reference agrees with the exact profile far below PINN errors
+    for name in ("phi", "c_plus", "c_minus"):
+        assert float(ds["l2"].sel(field=name)) < 1e-6
+    # band + bulk split the squared error; the band is 5 Debye lengths from each wall
+    band = (np.minimum(reference["y"], 1 - reference["y"]) <= 5 * 0.2 / np.sqrt(2)).values
+    in_band = np.sum(w[band]) / w.sum()
+    assert float(ds["l2_band"].sel(field="u")) == pytest.approx(expected * np.sqrt(in_band), rel=1e-4)
+    total = ds["l2_band"] ** 2 + ds["l2_bulk"] ** 2
+    np.testing.assert_allclose(total.sel(field="u"), ds["l2"].sel(field="u") ** 2, rtol=1e-10)
+
+
+def test_netcdf_round_trip_and_plot(reference, tmp_path):
+    case = get_case("eof-straight", eps=0.2)
+    ds = error_fields(ProfilePlusOffset(case, 0.0), reference)
+    ds.to_netcdf(tmp_path / "errors.nc")
+    back = xr.open_dataset(tmp_path / "errors.nc")
+    np.testing.assert_array_equal(back["error"].values, ds["error"].values)
+    assert list(back["field"].values) == list(ds["field"].values)
+    back.close()
+    png = plot_error_fields(ds, tmp_path / "errors.png")
+    assert png.stat().st_size > 10_000
+
+
+def test_run_directory(tmp_path, reference):
+    from pinn.trainer import TrainConfig, train
+
+    config = TrainConfig(case="eof-straight", case_params={"eps": 0.2}, optimizer="adam",
+                         steps=3, eval_every=3, width=8, depth=2, n_points=20, seed=1,
+                         run_dir=str(tmp_path / "run"), progress=False, device="cpu")
+    result = train(config)
+    ds = error_fields(tmp_path / "run", reference)
+    # the scores of the run (against the exact profile) equal the error fields' (stored FE)
+    for name in ("phi", "c_plus", "c_minus", "u"):
+        assert float(ds["l2"].sel(field=name)) == pytest.approx(result.final["l2"][name], rel=1e-4)
