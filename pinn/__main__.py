@@ -120,7 +120,49 @@ def errors_command(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-COMMANDS = [train_command, ntk_command, report_command, errors_command]
+def sweep_command(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "sweep", help="run a sweep of many PINNs from a TOML spec (batched, resumable, MPI)",
+        description="Train every run of a sweep spec (see docs/sweeps.md); finished runs are "
+                    "skipped, so rerunning the command resumes an interrupted sweep. Under "
+                    "`mpirun -n K` each rank trains its share.")
+    parser.add_argument("spec", help="the sweep spec (TOML), e.g. sweeps/cpu.toml")
+    parser.add_argument("--output", default=None, help="output folder (default: the spec's)")
+    parser.add_argument("--systems", nargs="+", default=None, help="only these systems")
+    parser.add_argument("--methods", nargs="+", default=None, metavar="OPT+BAL",
+                        help="e.g. soap+gn adam+gn")
+    parser.add_argument("--schedules", nargs="+", default=None)
+    parser.add_argument("--seeds", nargs="+", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None, help="override the budget's steps")
+    parser.add_argument("--batch-size", type=int, default=None, help="runs trained together")
+    parser.add_argument("--device", default=None, help="auto | cpu | cuda")
+    parser.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+
+    def run(args) -> int:
+        from .sweep import load_spec, plan, run_sweep
+
+        budget = {key: value for key, value in (("steps", args.steps), ("device", args.device))
+                  if value is not None}
+        try:
+            spec = load_spec(args.spec, output=args.output, systems=args.systems,
+                             methods=args.methods, schedules=args.schedules, seeds=args.seeds,
+                             batch_size=args.batch_size, budget=budget)
+            if args.dry_run:
+                for item in plan(spec):
+                    print(item.id)
+                return 0
+            rows = run_sweep(spec, progress=args.progress)
+        except ValueError as error:
+            parser.error(str(error))
+        bad = [row for row in rows if row["status"] != "completed"]
+        print(f"{len(rows) - len(bad)} of {len(rows)} runs completed; index in {spec.output}")
+        return 1 if any(row["status"] == "failed" for row in bad) else 0
+
+    parser.set_defaults(run=run)
+
+
+COMMANDS = [train_command, ntk_command, report_command, errors_command, sweep_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

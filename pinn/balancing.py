@@ -42,6 +42,11 @@ Steps are counted from 1 (the first optimizer step is step 1). Schemes (:data:`S
 
 The weights are updated with tensor operations only (no ``.item()``), so a refresh does
 not synchronise a GPU with the host.
+
+Batched runs (:mod:`pinn.batched`): with ``runs=R`` the weights are (R, n_terms), every
+gradient tensor has a leading run axis (slice r holds run r's gradient of its own term) and
+every norm, max and mean above is taken over run r's slices only, so row r of the weights
+evolves exactly as the weights of run r trained alone.
 """
 
 from __future__ import annotations
@@ -74,7 +79,7 @@ class Balancer:
     """Per-term loss weights, refreshed from per-term gradients.
 
     ``terms``: the names of the loss terms, in the order of the weights.
-    ``weights``: tensor (n_terms,) of the current lambda_i.
+    ``weights``: tensor (n_terms,) of the current lambda_i; (runs, n_terms) with ``runs``.
     ``due(step)``: whether ``update`` wants the per-term gradients at ``step``.
     ``update(step, grads)``: ``grads[i]`` is the list of gradients of term i, one tensor
     per parameter (zeros where the term does not depend on the parameter).
@@ -83,12 +88,14 @@ class Balancer:
     name = "base"
 
     def __init__(self, terms: Sequence[str], every: int = 1000, *,
-                 dtype: torch.dtype = torch.float32, device="cpu"):
+                 dtype: torch.dtype = torch.float32, device="cpu", runs: int | None = None):
         self.terms = tuple(terms)
         if not self.terms or len(set(self.terms)) != len(self.terms):
             raise ValueError(f"terms must be distinct names, at least one, got {terms!r}")
         self.every = _positive_int("every", every)
-        self.weights = torch.ones(len(self.terms), dtype=dtype, device=device)
+        self.runs = None if runs is None else _positive_int("runs", runs)
+        shape = (len(self.terms),) if runs is None else (runs, len(self.terms))
+        self.weights = torch.ones(shape, dtype=dtype, device=device)
         self.updates = 0
 
     def due(self, step: int) -> bool:
@@ -104,6 +111,14 @@ class Balancer:
 
     def _update(self, grads) -> None:  # pragma: no cover - subclasses override
         raise NotImplementedError
+
+    def _by_run(self, g: torch.Tensor) -> torch.Tensor:
+        """A gradient tensor as (runs, -1): one row per run (one row when not batched)."""
+        return g.reshape(1 if self.runs is None else self.runs, -1)
+
+    def _per_run(self, values: torch.Tensor) -> torch.Tensor:
+        """(runs, n_terms) values in the weights' shape (drops the run axis when not batched)."""
+        return values.reshape(self.weights.shape).to(self.weights.dtype)
 
     def state_dict(self) -> dict:
         return {"name": self.name, "terms": list(self.terms), "every": self.every,
@@ -139,9 +154,6 @@ class NoBalancing(Balancer):
         pass
 
 
-def _global_norm(grad_list) -> torch.Tensor:
-    """||g||_2 over all parameters: sqrt(sum_p ||g_p||_2^2)."""
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grad_list]))
 
 
 class GradNormBalancer(Balancer):
@@ -156,11 +168,16 @@ class GradNormBalancer(Balancer):
         super().__init__(terms, every, **kwargs)
         self.momentum = _fraction("momentum", momentum)
 
+    def _global_norm(self, grad_list) -> torch.Tensor:
+        """||g||_2 over all parameters, per run: sqrt(sum_p ||g_p||_2^2), shape (runs,)."""
+        norms = [torch.linalg.vector_norm(self._by_run(g), dim=1) for g in grad_list]
+        return torch.linalg.vector_norm(torch.stack(norms, dim=1), dim=1)
+
     def _update(self, grads) -> None:
-        norms = torch.stack([_global_norm(g) for g in grads]).to(self.weights.dtype)
+        norms = self._per_run(torch.stack([self._global_norm(g) for g in grads], dim=1))
         alive = norms > 0
-        count = alive.sum().clamp(min=1)
-        nbar = torch.where(alive, norms, torch.zeros_like(norms)).sum() / count
+        count = alive.sum(dim=-1, keepdim=True).clamp(min=1)
+        nbar = torch.where(alive, norms, torch.zeros_like(norms)).sum(dim=-1, keepdim=True) / count
         # The where() keeps the division finite for dead terms; their weight is restored below.
         lhat = nbar / torch.where(alive, norms, torch.ones_like(norms))
         blended = self.momentum * self.weights + (1.0 - self.momentum) * lhat
@@ -197,14 +214,22 @@ class LearningRateAnnealing(Balancer):
         ref_idx = [self.terms.index(name) for name in self.reference]
         n_params = len(grads[0])
         reference_grad = [sum(grads[i][p] for i in ref_idx) for p in range(n_params)]
-        ref_max = torch.stack([g.abs().max() for g in reference_grad]).max()
-        numel = sum(g.numel() for g in grads[0])
-        means = torch.stack([sum(g.abs().sum() for g in term) / numel for term in grads])
-        means = means.to(self.weights.dtype)
-        boundary = torch.ones_like(self.weights, dtype=torch.bool)
+        # Per run: max over run r's slices, means over run r's slices (shape (runs,)).
+        ref_max = torch.stack([self._by_run(g).abs().amax(dim=1) for g in reference_grad],
+                              dim=1).amax(dim=1)
+        numel = sum(self._by_run(g).shape[1] for g in grads[0])
+        means = torch.stack([sum(self._by_run(g).abs().sum(dim=1) for g in term) / numel
+                             for term in grads], dim=1)
+        means = self._per_run(means)
+        ref_max = ref_max.to(self.weights.dtype)
+        if self.runs is not None:
+            ref_max = ref_max[:, None]
+        else:
+            ref_max = ref_max[0]
+        boundary = torch.ones(len(self.terms), dtype=torch.bool, device=means.device)
         boundary[ref_idx] = False
         alive = boundary & (means > 0)
-        lhat = ref_max.to(self.weights.dtype) / torch.where(alive, means, torch.ones_like(means))
+        lhat = ref_max / torch.where(alive, means, torch.ones_like(means))
         blended = (1.0 - self.alpha) * self.weights + self.alpha * lhat
         self.weights = torch.where(alive, blended, self.weights)
 
@@ -217,14 +242,14 @@ SCHEMES = {cls.name: cls for cls in (NoBalancing, GradNormBalancer, LearningRate
 
 def make_balancer(scheme: str, terms: Sequence[str], every: int = 1000, *,
                   reference: Sequence[str] | None = None, dtype=torch.float32,
-                  device="cpu") -> Balancer:
+                  device="cpu", runs: int | None = None) -> Balancer:
     """The balancer named ``scheme`` ("none", "gn", "lra") for the loss ``terms``.
 
-    ``reference`` (the PDE residual terms) is used by "lra" only.
+    ``reference`` (the PDE residual terms) is used by "lra" only; ``runs`` batches R runs.
     """
     if scheme not in SCHEMES:
         raise ValueError(f"unknown balancing scheme {scheme!r}; valid: {sorted(SCHEMES)}")
-    kwargs = dict(dtype=dtype, device=device)
+    kwargs = dict(dtype=dtype, device=device, runs=runs)
     if scheme == "lra":
         kwargs["reference"] = reference
     return SCHEMES[scheme](terms, every, **kwargs)

@@ -77,6 +77,55 @@ class MLP(nn.Module):
             h = torch.tanh(layer(h))
         return self.layers[-1](h)
 
+    def derivatives(self, x: torch.Tensor, order: int = 2):
+        """The output and its input derivatives by forward propagation (no autograd in x).
+
+        Returns ``(value, grad, second)``: value (N, out_dim), grad[k, i, j] = d out_j /
+        d x_i and second[k, i, j] = d^2 out_j / d x_i^2 at point k, both (N, in_dim,
+        out_dim); grad is None for ``order`` 0, second for ``order`` < 2.
+
+        Each hidden layer maps h -> tanh(a), a = W h + b; with t = tanh(a), t' = 1 - t^2,
+        t'' = -2 t t' and ' = d/dx_i, the chain rule gives
+
+            h_new   = t,
+            h_new'  = t' (W h'),
+            h_new'' = t'' (W h')^2 + t' (W h'') = t' (W h'' - 2 t (W h')^2),
+
+        starting from the input map z = (x - center) / half_width: z' = e_i / half_width_i,
+        z'' = 0; the output layer is linear, out' = W h', out'' = W h''. The value and the
+        derivative channels are stacked (C = 1 + order * in_dim channels of N points) so that
+        each layer is one matmul. The result depends on the weights through ordinary ops,
+        so the loss needs a first-order backward only (no double backward).
+        """
+        if order not in (0, 1, 2):
+            raise ValueError(f"order must be 0, 1 or 2, got {order!r}")
+        n, dim = x.shape
+        # Channels (C, N, features): [value, d/dx_1..d/dx_dim, d2/dx_1^2..d2/dx_dim^2].
+        channels = [self.normalize(x)[None]]
+        if order >= 1:
+            eye = torch.diag(1 / self.half_width)[:, None, :]  # dz/dx_i = e_i / half_width_i
+            channels.append(eye.expand(dim, n, dim))
+        if order >= 2:
+            channels.append(x.new_zeros(dim, n, dim))
+        h = torch.cat(channels)
+        sizes = [1] + [dim] * order
+        for layer in self.layers[:-1]:
+            a = (h @ layer.weight.T).split(sizes)  # W h, W h', W h''
+            t = torch.tanh(a[0] + layer.bias)
+            channels = [t]
+            if order >= 1:
+                slope = 1 - t * t
+                channels.append(slope * a[1])
+            if order >= 2:
+                channels.append(slope * (a[2] - 2 * t * a[1] ** 2))
+            h = torch.cat(channels)
+        last = self.layers[-1]
+        out = (h @ last.weight.T).split(sizes)
+        value = out[0][0] + last.bias
+        grad = out[1].transpose(0, 1) if order >= 1 else None
+        second = out[2].transpose(0, 1) if order >= 2 else None
+        return value, grad, second
+
     def extra_repr(self) -> str:
         return f"in_dim={self.in_dim}, out_dim={self.out_dim}, width={self.width}, depth={self.depth}"
 

@@ -185,16 +185,21 @@ def _rotate(x: torch.Tensor, bases: list, forward: bool) -> torch.Tensor:
 def _accumulate_factors(g: torch.Tensor, factors: list, beta: float) -> None:
     """F_k <- beta F_k + (1 - beta) * (g contracted with itself on every axis but k)."""
     alpha = 1.0 - beta
+    # Ranks 1 and 2 go through baddbmm with a batch of one: the same kernel, hence the same
+    # bits, as pinn.soap_batched.BatchedSOAP for a stack of runs. Bitwise-equal factors
+    # matter: a rank-deficient factor's null-space eigenvectors are arbitrary, and any
+    # rounding difference picks another basis of that space.
     if g.dim() == 2:
         fl, fr = factors
         if fl is not None:
-            fl.addmm_(g, g.mT, beta=beta, alpha=alpha)
+            fl.unsqueeze(0).baddbmm_(g.unsqueeze(0), g.mT.unsqueeze(0), beta=beta, alpha=alpha)
         if fr is not None:
-            fr.addmm_(g.mT, g, beta=beta, alpha=alpha)
+            fr.unsqueeze(0).baddbmm_(g.mT.unsqueeze(0), g.unsqueeze(0), beta=beta, alpha=alpha)
         return
     if g.dim() == 1:
         if factors[0] is not None:
-            factors[0].addr_(g, g, beta=beta, alpha=alpha)
+            factors[0].unsqueeze(0).baddbmm_(g[None, :, None], g[None, None, :],
+                                             beta=beta, alpha=alpha)
         return
     axes = list(range(g.dim()))
     for k, f in enumerate(factors):
@@ -213,7 +218,7 @@ def _refresh_bases(state: dict) -> None:
             continue
         power = f @ q
         estimate = (q * power).sum(dim=0)
-        order = torch.argsort(estimate, descending=True)
+        order = torch.argsort(estimate, descending=True, stable=True)
         exp_avg_sq = exp_avg_sq.index_select(k, order)
         power = power.index_select(1, order)
         new_q, _ = torch.linalg.qr(power.to(_solver_dtype(power.dtype)))
@@ -320,6 +325,25 @@ class SOAP(Optimizer):
         self.__dict__.setdefault("check_finite", True)
 
     # ------------------------------------------------------------------ helpers
+    # The linear algebra of one tensor, as methods so that a subclass can replace it
+    # (pinn.soap_batched.BatchedSOAP vectorises it over a leading run axis).
+    def _rotate(self, x, bases, forward):
+        return _rotate(x, bases, forward)
+
+    def _accumulate_factors(self, g, factors, beta):
+        _accumulate_factors(g, factors, beta)
+
+    def _refresh_bases(self, state):
+        _refresh_bases(state)
+
+    def _eigenbasis(self, factor):
+        return _eigenbasis(factor)
+
+    @staticmethod
+    def _rms(d: torch.Tensor) -> torch.Tensor:
+        """Root mean square of an update direction (normalize_grads)."""
+        return d.square().mean().sqrt_()
+
     def _check_gradients(self) -> None:
         grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
         if not grads:
@@ -359,12 +383,12 @@ class SOAP(Optimizer):
             wanted = [1 < size <= limit for size in g.shape]
         factors = [torch.zeros(size, size, dtype=g.dtype, device=g.device) if w else None
                    for size, w in zip(g.shape, wanted)]
-        _accumulate_factors(g, factors, beta_s)
+        self._accumulate_factors(g, factors, beta_s)
         state["step"] = 0
         state["exp_avg"] = torch.zeros_like(g, memory_format=torch.contiguous_format)
         state["exp_avg_sq"] = torch.zeros_like(g, memory_format=torch.contiguous_format)
         state["GG"] = factors
-        state["Q"] = [None if f is None else _eigenbasis(f) for f in factors]
+        state["Q"] = [None if f is None else self._eigenbasis(f) for f in factors]
 
     # ------------------------------------------------------------------ step
     @torch.no_grad()
@@ -410,17 +434,17 @@ class SOAP(Optimizer):
 
             exp_avgs = [s["exp_avg"] for s in states]
             exp_avg_sqs = [s["exp_avg_sq"] for s in states]
-            rotated = [_rotate(g, s["Q"], True) for g, s in zip(grads, states)]
+            rotated = [self._rotate(g, s["Q"], True) for g, s in zip(grads, states)]
             torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)
             torch._foreach_mul_(exp_avg_sqs, beta2)
             torch._foreach_addcmul_(exp_avg_sqs, rotated, rotated, value=1.0 - beta2)
             denom = torch._foreach_sqrt(exp_avg_sqs)
             torch._foreach_add_(denom, eps)
-            numer = [_rotate(m, s["Q"], True) for m, s in zip(exp_avgs, states)]
+            numer = [self._rotate(m, s["Q"], True) for m, s in zip(exp_avgs, states)]
             directions = torch._foreach_div(numer, denom)
-            directions = [_rotate(d, s["Q"], False) for d, s in zip(directions, states)]
+            directions = [self._rotate(d, s["Q"], False) for d, s in zip(directions, states)]
             if group["normalize_grads"]:
-                directions = [d / d.square().mean().sqrt_().add_(1e-30) for d in directions]
+                directions = [d / self._rms(d).add_(1e-30) for d in directions]
 
             # Step sizes (Python floats: no device sync); usually one value per group.
             by_size: dict[float, tuple[list, list]] = {}
@@ -439,7 +463,7 @@ class SOAP(Optimizer):
                 torch._foreach_mul_(params, 1.0 - lr * group["weight_decay"])
 
             for g, s in zip(grads, states):
-                _accumulate_factors(g, s["GG"], beta_s)
+                self._accumulate_factors(g, s["GG"], beta_s)
                 if s["step"] % freq == 0:
-                    _refresh_bases(s)
+                    self._refresh_bases(s)
         return loss

@@ -117,21 +117,36 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+def make_optimizer(config: TrainConfig, params, *, batched: bool = False) -> torch.optim.Optimizer:
     """Adam (PyTorch defaults unless set) or SOAP (the recipe: betas (0.99, 0.999),
-    shampoo_beta = beta2, precondition_frequency 2, no preconditioning of 1-D tensors)."""
+    shampoo_beta = beta2, precondition_frequency 2, no preconditioning of 1-D tensors).
+
+    ``batched``: the parameters are stacks of runs (leading axis); Adam is elementwise and
+    needs no change, SOAP becomes :class:`pinn.soap_batched.BatchedSOAP`."""
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, betas=config.betas or (0.9, 0.999),
                                 eps=config.eps, weight_decay=config.weight_decay)
     from .soap import SOAP
+    from .soap_batched import BatchedSOAP
 
-    return SOAP(params, lr=config.lr, betas=config.betas or (0.99, 0.999),
+    soap = BatchedSOAP if batched else SOAP
+    return soap(params, lr=config.lr, betas=config.betas or (0.99, 0.999),
                 shampoo_beta=config.shampoo_beta, eps=config.eps,
                 weight_decay=config.weight_decay,
                 precondition_frequency=config.precondition_frequency,
                 # The trainer checks for divergence itself at evaluation steps; SOAP's own
                 # check would read a value back from the device on every step.
                 check_finite=False)
+
+
+def set_learning_rate(config: TrainConfig, optimizer, step: int) -> None:
+    """lr of every parameter group at ``step``: config.lr times the schedule's factor."""
+    if config.schedule == "constant":
+        return
+    factor = lr_factor(config.schedule, step, warmup_steps=config.warmup_steps,
+                       decay_rate=config.decay_rate, decay_every=config.decay_every)
+    for group in optimizer.param_groups:
+        group["lr"] = config.lr * factor
 
 
 def _json_safe(value):
@@ -210,13 +225,7 @@ class Trainer:
         if self.balancer.due(self.step):
             self.balancer.update(self.step, [self.term_gradients(loss) for loss in terms.values()])
         total = torch.dot(self.balancer.weights, losses)
-        if self.config.schedule != "constant":
-            factor = lr_factor(self.config.schedule, self.step,
-                               warmup_steps=self.config.warmup_steps,
-                               decay_rate=self.config.decay_rate,
-                               decay_every=self.config.decay_every)
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.config.lr * factor
+        set_learning_rate(self.config, self.optimizer, self.step)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         detached = losses.detach()
@@ -356,6 +365,42 @@ class Trainer:
             writer.writerows(self.history)
         tmp.replace(path)
 
+    def _start_run_dir(self) -> None:
+        """Create the run directory and write config.json."""
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / CONFIG).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+
+    def _evaluate_and_check(self, bar=None) -> str | None:
+        """Evaluate, then record the row (and write the history) unless the run diverged;
+        returns the divergence message or None."""
+        start = time.perf_counter()
+        row = self.evaluate()
+        problem = self.divergence(row)
+        if problem is None:
+            self._record(row)
+            if bar is not None:
+                bar.set_postfix(loss=f"{row['loss']:.3e}", L2=f"{row['l2_avg']:.3e}")
+            if self.run_dir is not None:
+                self._write_history()
+        else:
+            self.final = self._summary(row)
+        self.eval_seconds += time.perf_counter() - start
+        return problem
+
+    def result(self, status: str, message: str, session_steps: int,
+               session_seconds: float) -> TrainResult:
+        """The :class:`TrainResult` of the run as it stands."""
+        return TrainResult(
+            config=self.config.to_dict(), status=status, message=message, step=self.step,
+            best=self.best, lowest_loss=self.lowest_loss, final=self.final,
+            history=self.history,
+            steps_per_second=session_steps / session_seconds if session_seconds > 0 else math.nan,
+            train_seconds=self.train_seconds, eval_seconds=self.eval_seconds,
+            n_parameters=self.n_parameters, device=str(self.device),
+            run_dir=str(self.run_dir) if self.run_dir is not None else None,
+        )
+
     def _finish_run_dir(self, result: TrainResult) -> None:
         from .plotting import plot_history
 
@@ -372,9 +417,7 @@ class Trainer:
 
     def run(self) -> TrainResult:
         config = self.config
-        if self.run_dir is not None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / CONFIG).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        self._start_run_dir()
         from tqdm.auto import tqdm
 
         bar = tqdm(total=config.steps, initial=min(self.step, config.steps),
@@ -382,22 +425,8 @@ class Trainer:
         status, message = "completed", ""
         session_steps, session_seconds = 0, 0.0
 
-        def evaluate_and_check() -> str | None:
-            start = time.perf_counter()
-            row = self.evaluate()
-            problem = self.divergence(row)
-            if problem is None:
-                self._record(row)
-                bar.set_postfix(loss=f"{row['loss']:.3e}", L2=f"{row['l2_avg']:.3e}")
-                if self.run_dir is not None:
-                    self._write_history()
-            else:
-                self.final = self._summary(row)
-            self.eval_seconds += time.perf_counter() - start
-            return problem
-
         if self.step == 0:
-            message = evaluate_and_check() or ""
+            message = self._evaluate_and_check(bar) or ""
             status = "diverged" if message else status
         try:
             # Time whole intervals between evaluations: the device is synchronised only at
@@ -425,7 +454,7 @@ class Trainer:
                 self.train_seconds += elapsed
                 session_seconds += elapsed
                 if is_eval:
-                    problem = evaluate_and_check()
+                    problem = self._evaluate_and_check(bar)
                     bar.update(step - bar.n)
                 else:
                     problem = self.divergence()
@@ -443,15 +472,7 @@ class Trainer:
         finally:
             bar.close()
 
-        result = TrainResult(
-            config=config.to_dict(), status=status, message=message, step=self.step,
-            best=self.best, lowest_loss=self.lowest_loss, final=self.final,
-            history=self.history,
-            steps_per_second=session_steps / session_seconds if session_seconds > 0 else math.nan,
-            train_seconds=self.train_seconds, eval_seconds=self.eval_seconds,
-            n_parameters=self.n_parameters, device=str(self.device),
-            run_dir=str(self.run_dir) if self.run_dir is not None else None,
-        )
+        result = self.result(status, message, session_steps, session_seconds)
         if self.run_dir is not None:
             self._finish_run_dir(result)
         return result

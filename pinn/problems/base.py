@@ -19,6 +19,7 @@ weights w of the store's evaluation grid::
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -27,7 +28,8 @@ import torch
 
 from reference import store
 
-__all__ = ["Field", "Problem", "IntervalProblem", "field_derivatives", "uniform_interval"]
+__all__ = ["Field", "Problem", "IntervalProblem", "field_derivatives", "autograd_derivatives",
+           "uniform_interval"]
 
 
 @dataclass
@@ -75,25 +77,52 @@ def _grad(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(x) if g is None else g
 
 
+_ANALYTIC = True  # networks with a ``derivatives`` method use it
+
+
+@contextmanager
+def autograd_derivatives():
+    """Within this block :func:`field_derivatives` uses autograd for every network (the
+    reference path; for tests and benchmarks)."""
+    global _ANALYTIC
+    previous, _ANALYTIC = _ANALYTIC, False
+    try:
+        yield
+    finally:
+        _ANALYTIC = previous
+
+
 def field_derivatives(model, x: torch.Tensor, orders: dict[str, int]) -> dict[str, Field]:
     """Every field of ``model`` at ``x`` (N, dim), with derivatives up to ``orders[name]``.
 
-    One forward pass per network; then one backward pass per field for the gradient and
-    one per coordinate for the pure second derivatives, all with ``create_graph=True`` so
-    that the loss can be differentiated with respect to the weights.
+    A network with a ``derivatives(x, order)`` method (:meth:`pinn.networks.MLP.derivatives`)
+    gives its fields and their input derivatives by forward propagation, so that the loss
+    needs only a first-order backward. Any other network (or every one, inside
+    :func:`autograd_derivatives`) takes one forward pass; then one backward pass per field
+    for the gradient and one per coordinate for the pure second derivatives, all with
+    ``create_graph=True`` so that the loss can be differentiated with respect to the weights.
     """
-    x = x.detach().requires_grad_(any(orders.values()))
+    x = x.detach()
+    x_grad = x.detach().requires_grad_(any(orders.values()))  # for the autograd path
     fields = {}
     for net, group in zip(model.nets, model.groups):
-        values = net(x)
+        order = max(orders.get(name, 0) for name in group)
+        if _ANALYTIC and hasattr(net, "derivatives"):
+            values, grad, second = net.derivatives(x, order)
+            for j, name in enumerate(group):
+                k = orders.get(name, 0)
+                fields[name] = Field(values[:, j], grad[:, :, j] if k >= 1 else None,
+                                     second[:, :, j] if k >= 2 else None)
+            continue
+        values = net(x_grad)
         for j, name in enumerate(group):
             field = Field(values[:, j])
-            order = orders.get(name, 0)
-            if order >= 1:
-                field.grad = _grad(field.value, x)
-            if order >= 2:
+            k = orders.get(name, 0)
+            if k >= 1:
+                field.grad = _grad(field.value, x_grad)
+            if k >= 2:
                 field.second = torch.stack(
-                    [_grad(field.grad[:, i], x)[:, i] for i in range(x.shape[1])], dim=1
+                    [_grad(field.grad[:, i], x_grad)[:, i] for i in range(x.shape[1])], dim=1
                 )
             fields[name] = field
     return fields

@@ -1,0 +1,147 @@
+r"""SOAP vectorised over a leading run axis: R independent SOAP optimizers in one.
+
+Every parameter is a stack p[r] of R runs' tensors (weight (R, m, n), bias (R, n), as in
+:class:`pinn.stacked.StackedMLP`), and run r must be optimised exactly as
+:class:`pinn.soap.SOAP` would optimise p[r] alone. The equations of the module docstring of
+:mod:`pinn.soap` are applied per run; nothing mixes runs:
+
+* Kronecker factors and eigenbases per (run, axis): L[r] = sum beta_s^k G[r] G[r]^T,
+  R[r] = sum beta_s^k G[r]^T G[r], kept as (R, m, m) and (R, n, n) and updated with batched
+  matmuls (``baddbmm``);
+* the first call's eigendecompositions and every refresh's power iteration and QR run on the
+  whole stack at once (``torch.linalg.eigh`` and ``qr`` accept batches; each matrix of the
+  batch is factored by the same LAPACK routine as alone);
+* the refresh's sort of the eigenvalue estimates d[r] and the permutation of V[r] is per run
+  (``argsort`` along the last axis, ``gather``);
+* the Adam moments are elementwise and the step size depends on the step count only, which
+  all runs share (they step together), so they need no change;
+* ``normalize_grads`` divides by the RMS of each run's own direction.
+
+Per-run tensors of rank 1 and 2 are supported (what MLPs have). If the batched ``eigh``
+fails or returns non-finite vectors, each run is retried alone with the fallbacks of
+:func:`pinn.soap._eigenbasis`; a run whose retries all fail gets the identity basis (the
+single-run optimizer would instead keep no basis on that axis; the identity then evolves
+with the refreshes). ``state_dict`` has the layout of :class:`pinn.soap.SOAP` with a leading
+run axis on every tensor; :func:`pinn.batched.unstack_optimizer_state` slices out a run.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .soap import SOAP, _eigenbasis, _solver_dtype
+
+__all__ = ["BatchedSOAP"]
+
+
+def _rotate_runs(x: torch.Tensor, bases: list, forward: bool) -> torch.Tensor:
+    """Per run: x[r] -> x[r] x_k Q_k[r]^T on every axis (forward) or x_k Q_k[r] (backward)."""
+    if x.dim() == 2:  # one vector per run
+        (q,) = bases
+        if q is None:
+            return x
+        return ((q.mT if forward else q) @ x.unsqueeze(-1)).squeeze(-1)
+    ql, qr = bases
+    if forward:
+        if ql is not None:
+            x = ql.mT @ x
+        if qr is not None:
+            x = x @ qr
+    else:
+        if ql is not None:
+            x = ql @ x
+        if qr is not None:
+            x = x @ qr.mT
+    return x
+
+
+def _accumulate_runs(g: torch.Tensor, factors: list, beta: float) -> None:
+    """F_k[r] <- beta F_k[r] + (1 - beta) (g[r] contracted with itself on every axis but k)."""
+    alpha = 1.0 - beta
+    if g.dim() == 2:
+        if factors[0] is not None:
+            factors[0].baddbmm_(g.unsqueeze(2), g.unsqueeze(1), beta=beta, alpha=alpha)
+        return
+    fl, fr = factors
+    if fl is not None:
+        fl.baddbmm_(g, g.mT, beta=beta, alpha=alpha)
+    if fr is not None:
+        fr.baddbmm_(g.mT, g, beta=beta, alpha=alpha)
+
+
+def _permute_runs(x: torch.Tensor, axis: int, order: torch.Tensor) -> torch.Tensor:
+    """x[r] with its ``axis`` (counted with the run axis) reordered by order[r]."""
+    shape = [order.shape[0]] + [1] * (x.dim() - 1)
+    shape[axis] = order.shape[1]
+    return torch.gather(x, axis, order.reshape(shape).expand_as(x))
+
+
+def _refresh_runs(state: dict) -> None:
+    """Per run and axis: P = F Q, d = diag(Q^T P), sort by d descending, permute V, Q = qr(P)."""
+    exp_avg_sq = state["exp_avg_sq"]
+    bases = state["Q"]
+    for k, (f, q) in enumerate(zip(state["GG"], bases)):
+        if f is None or q is None:
+            continue
+        power = f @ q
+        estimate = (q * power).sum(dim=-2)  # (R, n): the diagonal of Q^T F Q per run
+        order = torch.argsort(estimate, dim=-1, descending=True, stable=True)
+        exp_avg_sq = _permute_runs(exp_avg_sq, k + 1, order)
+        power = _permute_runs(power, 2, order)
+        new_q, _ = torch.linalg.qr(power.to(_solver_dtype(power.dtype)))
+        bases[k] = new_q.to(q.dtype)
+    state["exp_avg_sq"] = exp_avg_sq
+
+
+def _eigenbasis_runs(factors: torch.Tensor) -> torch.Tensor:
+    """Eigenvectors of each factor (R, n, n), columns by descending eigenvalue."""
+    try:
+        _, vecs = torch.linalg.eigh(factors.to(_solver_dtype(factors.dtype)))
+        if bool(torch.isfinite(vecs).all()):  # first call only: a sync here is fine
+            return torch.flip(vecs, dims=(-1,)).to(factors.dtype)
+    except (torch.linalg.LinAlgError, RuntimeError):
+        pass
+    eye = torch.eye(factors.shape[-1], dtype=factors.dtype, device=factors.device)
+    bases = [_eigenbasis(f) for f in factors]
+    return torch.stack([eye if q is None else q for q in bases])
+
+
+class BatchedSOAP(SOAP):
+    """R independent SOAP optimizers over stacked parameters (leading axis = run).
+
+    Same arguments as :class:`pinn.soap.SOAP`; ``merge_dims`` has no effect (per-run tensors
+    have rank <= 2).
+    """
+
+    _rotate = staticmethod(_rotate_runs)
+    _accumulate_factors = staticmethod(_accumulate_runs)
+    _refresh_bases = staticmethod(_refresh_runs)
+    _eigenbasis = staticmethod(_eigenbasis_runs)
+
+    @staticmethod
+    def _rms(d: torch.Tensor) -> torch.Tensor:
+        return d.square().mean(dim=tuple(range(1, d.dim())), keepdim=True).sqrt_()
+
+    @staticmethod
+    def _work_shape(p: torch.Tensor, group: dict) -> tuple[int, ...]:
+        if not 2 <= p.dim() <= 3:
+            raise ValueError(f"BatchedSOAP needs (runs, n) or (runs, m, n) parameters, got "
+                             f"shape {tuple(p.shape)}")
+        return tuple(p.shape)
+
+    def _init_state(self, p, g, group, beta_s) -> None:
+        state = self.state[p]
+        runs, shape = g.shape[0], g.shape[1:]
+        limit = group["max_precond_dim"]
+        if len(shape) == 1 and not group["precondition_1d"]:
+            wanted = [False]
+        else:
+            wanted = [1 < size <= limit for size in shape]
+        factors = [torch.zeros(runs, size, size, dtype=g.dtype, device=g.device) if w else None
+                   for size, w in zip(shape, wanted)]
+        self._accumulate_factors(g, factors, beta_s)
+        state["step"] = 0
+        state["exp_avg"] = torch.zeros_like(g, memory_format=torch.contiguous_format)
+        state["exp_avg_sq"] = torch.zeros_like(g, memory_format=torch.contiguous_format)
+        state["GG"] = factors
+        state["Q"] = [None if f is None else self._eigenbasis(f) for f in factors]

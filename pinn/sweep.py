@@ -1,0 +1,330 @@
+"""Sweeps: many training runs from one TOML spec, batched, resumable, sharded over MPI ranks.
+
+A spec (``sweeps/*.toml``; read with :mod:`tomllib`) names the grid and the budget::
+
+    output = "runs/cpu"                 # folder of the sweep (relative to the spec file)
+    methods = ["soap+gn", "adam+gn"]    # optimizer+balancing pairs
+    schedules = ["constant"]            # learning-rate schedules (pinn.schedules)
+    seeds = [0, 1, 2]
+    batch_size = 16                     # at most this many runs trained together
+
+    [budget]                            # TrainConfig fields shared by every run
+    steps = 2000
+    lr = 1e-3
+    width = 64
+    depth = 4
+
+    [systems.thermo]                    # one table per case: its coupling values, and
+    couplings = [1, 5, 10, 50]          # TrainConfig fields overriding the budget
+    [systems.npp]
+    couplings = [0.5, 0.1]
+    lr = 3e-4
+
+The runs are the product systems x couplings x methods x schedules x seeds. Each gets the id
+``<case>-<coupling><value>-<optimizer>-<balancing>-<schedule>-s<seed>`` and the run directory
+``<output>/runs/<id>`` with the files of a single run (config.json, history.csv,
+checkpoint.pt, metrics.json). Runs that differ only in seed and coupling are trained as one
+batch (:mod:`pinn.batched`), at most ``batch_size`` at a time.
+
+Resume: a run whose ``metrics.json`` exists is finished and skipped (its config must equal
+the spec's, else the sweep stops with an error naming it); a run with only a checkpoint
+continues from it (runs are batched with others at the same checkpoint step), and so does a
+finished run when the spec now asks for more steps; any other run starts afresh (a partial
+folder without checkpoint is cleared). Rerunning the same command
+after a kill therefore finishes the sweep without retraining finished runs.
+
+Sharding: under ``mpirun -n K`` (detected from the launcher's environment; mpi4py is imported
+only then) rank k takes runs k, k + K, k + 2K, ... of the sorted run list, uses GPU
+``k % n_gpus`` when GPUs are present, and rank 0 gathers every rank's index rows and writes
+``index.json`` and ``index.csv`` (run id, status, final/best/lowest-loss L2_avg, config).
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import os
+import shutil
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomllib
+
+from reference.cases import CASES
+
+from .config import TrainConfig
+
+__all__ = ["SweepSpec", "Run", "load_spec", "plan", "run_sweep", "batches", "mpi_world"]
+
+INDEX_JSON = "index.json"
+INDEX_CSV = "index.csv"
+SPEC_KEYS = {"output", "methods", "schedules", "seeds", "batch_size", "budget", "systems"}
+CSV_COLUMNS = ["id", "status", "case", "coupling", "value", "optimizer", "balancing",
+               "schedule", "seed", "step", "final_l2_avg", "best_l2_avg", "lowest_loss_l2_avg",
+               "train_seconds", "run_dir"]
+
+
+@dataclass
+class SweepSpec:
+    """A parsed spec (see the module docstring)."""
+
+    output: Path
+    systems: dict  # case -> {"couplings": [...], **config overrides}
+    methods: list
+    schedules: list
+    seeds: list
+    budget: dict
+    batch_size: int = 16
+
+
+@dataclass
+class Run:
+    id: str
+    config: TrainConfig
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.config.run_dir)
+
+
+def _list(spec: dict, key: str, default=None) -> list:
+    value = spec.get(key, default)
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"spec: {key} must be a non-empty list, got {value!r}")
+    return value
+
+
+def load_spec(path, **overrides) -> SweepSpec:
+    """Read a TOML spec; ``overrides`` (output, systems, methods, schedules, seeds,
+    batch_size, and budget fields as ``budget={...}``) replace what the file says."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ValueError(f"cannot read sweep spec {path}: {error}") from None
+    unknown = set(data) - SPEC_KEYS
+    if unknown:
+        raise ValueError(f"spec {path}: unknown key(s) {sorted(unknown)}; valid: {sorted(SPEC_KEYS)}")
+    systems = data.get("systems")
+    if not isinstance(systems, dict) or not systems:
+        raise ValueError(f"spec {path}: needs at least one [systems.<case>] table")
+    budget = dict(data.get("budget", {}))
+    budget.update(overrides.pop("budget", None) or {})
+    if overrides.get("systems"):
+        missing = set(overrides["systems"]) - set(systems)
+        if missing:
+            raise ValueError(f"systems {sorted(missing)} are not in the spec ({sorted(systems)})")
+        systems = {name: systems[name] for name in overrides.pop("systems")}
+    output = overrides.pop("output", None) or data.get("output")
+    if not output:
+        raise ValueError(f"spec {path}: needs an output folder (output = \"...\")")
+    output = Path(output)
+    if not output.is_absolute() and "output" in data and output == Path(data["output"]):
+        output = path.parent / output
+    values = {key: overrides.get(key) or data.get(key) for key in ("methods", "schedules", "seeds")}
+    spec = SweepSpec(output=output, systems=systems,
+                     methods=_list(values, "methods"),
+                     schedules=_list({"schedules": values["schedules"] or ["constant"]}, "schedules"),
+                     seeds=_list(values, "seeds"), budget=budget,
+                     batch_size=overrides.get("batch_size") or data.get("batch_size", 16))
+    if isinstance(spec.batch_size, bool) or not isinstance(spec.batch_size, int) or spec.batch_size < 1:
+        raise ValueError(f"spec: batch_size must be an integer >= 1, got {spec.batch_size!r}")
+    plan(spec)  # every config is validated here, before anything runs
+    return spec
+
+
+def _method(text: str) -> tuple[str, str]:
+    optimizer, sep, balancing = str(text).partition("+")
+    if not sep:
+        raise ValueError(f"a method is OPTIMIZER+BALANCING (e.g. soap+gn), got {text!r}")
+    return optimizer, balancing
+
+
+def plan(spec: SweepSpec) -> list[Run]:
+    """Every run of the spec, sorted by id (the order shards are dealt from)."""
+    runs = []
+    for case, table in spec.systems.items():
+        if case not in CASES:
+            raise ValueError(f"spec: unknown system {case!r}; valid: {sorted(CASES)}")
+        if not isinstance(table, dict):
+            raise ValueError(f"spec: [systems.{case}] must be a table")
+        table = dict(table)
+        couplings = _list(table, "couplings")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in couplings):
+            raise ValueError(f"spec: [systems.{case}] couplings must be numbers, got {couplings}")
+        table.pop("couplings")
+        fixed_params = table.pop("case_params", {})  # other case parameters, e.g. zeta
+        coupling = CASES[case].coupling
+        for value, method, schedule, seed in itertools.product(
+                couplings, spec.methods, spec.schedules, spec.seeds):
+            optimizer, balancing = _method(method)
+            params = {**fixed_params, coupling: value}
+            run_id = f"{case}-{coupling}{value:g}-{optimizer}-{balancing}-{schedule}-s{seed}"
+            fields = {**spec.budget, **table, "case": case, "case_params": params,
+                      "optimizer": optimizer, "balancing": balancing, "schedule": schedule,
+                      "seed": seed, "run_dir": str(spec.output / "runs" / run_id)}
+            try:
+                config = TrainConfig.from_dict(fields)
+            except (ValueError, TypeError) as error:
+                raise ValueError(f"spec: run {run_id}: {error}") from None
+            runs.append(Run(run_id, config))
+    runs.sort(key=lambda run: run.id)
+    ids = [run.id for run in runs]
+    if len(set(ids)) != len(ids):
+        raise ValueError("spec: the grid repeats a run (duplicate couplings, seeds or methods)")
+    return runs
+
+
+# --- state of a run on disk -----------------------------------------------------------
+def _finished(run: Run) -> dict | None:
+    """The run's metrics when it is finished; an error if they belong to another config.
+    A completed run with fewer steps than the spec asks for is not finished: it continues
+    from its checkpoint (``steps`` is the one budget field a finished run may change)."""
+    from .trainer import CONFIG, METRICS
+
+    metrics = run.run_dir / METRICS
+    if not metrics.is_file():
+        return None
+    stored = TrainConfig.from_dict(json.loads((run.run_dir / CONFIG).read_text()))
+    changed = run.config.trajectory_differences(stored)
+    if changed:
+        raise ValueError(f"{run.run_dir} holds a finished run with another config "
+                         f"({sorted(changed)}); move it away or use another output folder")
+    metrics = json.loads(metrics.read_text())
+    if metrics.get("status") == "completed" and (metrics.get("step") or 0) < run.config.steps:
+        return None
+    return metrics
+
+
+def _checkpoint_step(run: Run) -> int:
+    """The step of the run's checkpoint (0: none; a partial folder is cleared)."""
+    from . import checkpoint as ckpt
+    from .trainer import CHECKPOINT
+
+    path = run.run_dir / CHECKPOINT
+    if path.is_file():
+        try:
+            return int(ckpt.load(path)["step"])
+        except ckpt.CheckpointError:
+            pass
+    if run.run_dir.exists():
+        shutil.rmtree(run.run_dir)
+    return 0
+
+
+def batches(runs: list[Run], batch_size: int) -> list[tuple[int, list[Run]]]:
+    """Groups of compatible runs (same batch key and checkpoint step), at most batch_size
+    each: [(start step, runs)]."""
+    from .batched import batch_key
+
+    groups: dict = {}
+    for run in runs:
+        groups.setdefault((batch_key(run.config), _checkpoint_step(run)), []).append(run)
+    out = []
+    for (_, step), members in groups.items():
+        for i in range(0, len(members), batch_size):
+            out.append((step, members[i:i + batch_size]))
+    return out
+
+
+def _row(run: Run, metrics: dict | None, status: str | None = None, message: str = "") -> dict:
+    config = run.config
+    coupling = CASES[config.case].coupling
+
+    def avg(key):
+        value = (metrics or {}).get(key) or {}
+        return (value.get("l2") or {}).get("avg")
+
+    return {"id": run.id, "status": status or (metrics or {}).get("status", "pending"),
+            "case": config.case, "coupling": coupling,
+            "value": config.case_params[coupling], "optimizer": config.optimizer,
+            "balancing": config.balancing, "schedule": config.schedule, "seed": config.seed,
+            "step": (metrics or {}).get("step"), "final_l2_avg": avg("final"),
+            "best_l2_avg": avg("best"), "lowest_loss_l2_avg": avg("lowest_loss"),
+            "train_seconds": (metrics or {}).get("train_seconds"), "run_dir": str(run.run_dir),
+            "message": message or (metrics or {}).get("message", ""),
+            "config": config.to_dict()}
+
+
+def write_index(output: Path, rows: list[dict]) -> None:
+    """index.json (every row, with its config) and index.csv (the scalar columns)."""
+    rows = sorted(rows, key=lambda row: row["id"])
+    output.mkdir(parents=True, exist_ok=True)
+    tmp = output / (INDEX_JSON + ".tmp")
+    tmp.write_text(json.dumps(rows, indent=1) + "\n")
+    tmp.replace(output / INDEX_JSON)
+    with open(output / INDEX_CSV, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+# --- MPI ------------------------------------------------------------------------------
+_MPI_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
+
+
+def mpi_world():
+    """(communicator, rank, size): the MPI world when launched by mpirun with more than one
+    process, else (None, 0, 1) without importing mpi4py."""
+    if not any(int(os.environ.get(name, "1") or 1) > 1 for name in _MPI_SIZE_VARIABLES):
+        return None, 0, 1
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    return comm, comm.Get_rank(), comm.Get_size()
+
+
+def _pick_gpu(rank: int) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.set_device(rank % torch.cuda.device_count())
+
+
+# --- the sweep ------------------------------------------------------------------------
+def run_sweep(spec: SweepSpec, *, progress: bool = True, log=print) -> list[dict]:
+    """Run (this rank's share of) the sweep; returns the index rows (all ranks' on rank 0,
+    this rank's elsewhere)."""
+    from .batched import train_batch
+
+    comm, rank, size = mpi_world()
+    _pick_gpu(rank)
+    runs = plan(spec)[rank::size]
+    rows, pending = [], []
+    for run in runs:
+        metrics = _finished(run)
+        if metrics is None:
+            pending.append(run)
+        else:
+            rows.append(_row(run, metrics))
+    prefix = f"[rank {rank}/{size}] " if size > 1 else ""
+    log(f"{prefix}{len(runs)} runs: {len(runs) - len(pending)} finished, {len(pending)} to train")
+    for step, group in batches(pending, spec.batch_size):
+        configs = [run.config.replace(progress=progress) for run in group]
+        log(f"{prefix}batch of {len(group)} ({group[0].config.case}, {group[0].config.optimizer}"
+            f"+{group[0].config.balancing}, {group[0].config.schedule})"
+            + (f" from step {step}" if step else ""))
+        try:
+            results = train_batch(configs, resume=step > 0)
+        except Exception as error:  # one failing batch should not stop the sweep
+            traceback.print_exc(file=sys.stderr)
+            rows.extend(_row(run, None, "failed", f"{type(error).__name__}: {error}")
+                        for run in group)
+            continue
+        rows.extend(_row(run, _json_metrics(result)) for run, result in zip(group, results))
+    if comm is not None:
+        gathered = comm.gather(rows, root=0)
+        if rank != 0:
+            return rows
+        rows = [row for part in gathered for row in part]
+    write_index(spec.output, rows)
+    return rows
+
+
+def _json_metrics(result) -> dict:
+    from .trainer import _json_safe
+
+    return _json_safe(result.metrics())

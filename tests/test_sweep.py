@@ -1,0 +1,157 @@
+"""Sweeps: the spec, the plan, the index, resuming after a kill, MPI sharding, the CLI."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pinn.__main__ import main
+from pinn.sweep import load_spec, plan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SPEC = """
+output = "out"
+methods = ["adam+gn", "soap+none"]
+seeds = [0, 1]
+batch_size = {batch_size}
+
+[budget]
+steps = {steps}
+width = 8
+depth = 1
+n_points = 16
+eval_every = 20
+balance_every = 10
+device = "cpu"
+checkpoint_every = 20
+
+[systems.thermo]
+couplings = [1, 10]
+"""
+
+
+def write_spec(folder: Path, steps=40, batch_size=4) -> Path:
+    path = folder / "spec.toml"
+    path.write_text(SPEC.format(steps=steps, batch_size=batch_size))
+    return path
+
+
+def test_plan_expands_the_grid_with_overrides(tmp_path):
+    spec = load_spec(write_spec(tmp_path))
+    runs = plan(spec)
+    assert len(runs) == 2 * 2 * 2  # couplings x methods x seeds
+    assert runs[0].id == "thermo-gamma1-adam-gn-constant-s0"
+    assert runs[0].config.case_params == {"gamma": 1} and runs[0].config.width == 8
+    assert runs[0].run_dir == tmp_path / "out" / "runs" / runs[0].id
+    only = load_spec(write_spec(tmp_path), methods=["soap+gn"], seeds=[5],
+                     schedules=["warmup-exp"], budget={"steps": 7})
+    ids = [run.id for run in plan(only)]
+    assert ids == ["thermo-gamma1-soap-gn-warmup-exp-s5", "thermo-gamma10-soap-gn-warmup-exp-s5"]
+    assert plan(only)[0].config.steps == 7
+
+
+@pytest.mark.parametrize("text, message", [
+    ("colour = 1", "unknown key"),
+    ('methods = ["soap"]', "OPTIMIZER\\+BALANCING"),
+    ('[systems.heat]\ncouplings = [1]', "unknown system"),
+    ('[budget]\nstepz = 3', "stepz"),
+])
+def test_bad_specs_are_reported(tmp_path, text, message):
+    base = SPEC.format(steps=10, batch_size=2)
+    if text.startswith("methods"):
+        base = base.replace('methods = ["adam+gn", "soap+none"]', text)
+    elif text.startswith("[budget]"):
+        base = base.replace("[budget]", text)
+    elif text.startswith("[systems"):
+        base += text
+    else:
+        base = text + "\n" + base
+    path = tmp_path / "bad.toml"
+    path.write_text(base)
+    with pytest.raises(ValueError, match=message):
+        load_spec(path)
+
+
+def _env():
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    for name in list(env):  # a sweep run by pytest under mpirun must not think it is one
+        if name.startswith(("OMPI_COMM_WORLD", "PMI_", "PMIX_")):
+            del env[name]
+    return env
+
+
+def _index(folder: Path) -> list[dict]:
+    with open(folder / "out" / "index.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_a_killed_sweep_finishes_on_restart_without_retraining(tmp_path):
+    spec = write_spec(tmp_path, steps=150, batch_size=1)
+    command = [sys.executable, "-m", "pinn", "sweep", str(spec), "--no-progress"]
+    runs = tmp_path / "out" / "runs"
+    process = subprocess.Popen(command, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while len(list(runs.glob("*/metrics.json"))) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+    finally:
+        process.kill()
+        process.wait()
+    done = {path.parent.name: path.stat().st_mtime_ns for path in runs.glob("*/metrics.json")}
+    assert 2 <= len(done) < 8, "the sweep should have been killed part-way"
+    assert not (tmp_path / "out" / "index.csv").exists()
+
+    finished = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+    assert f"{len(done)} finished, {8 - len(done)} to train" in finished.stdout
+    for name, mtime in done.items():  # finished runs were not trained again
+        assert (runs / name / "metrics.json").stat().st_mtime_ns == mtime
+    rows = _index(tmp_path)
+    assert len(rows) == 8 and {row["status"] for row in rows} == {"completed"}
+    assert all(float(row["final_l2_avg"]) > 0 and row["step"] == "150" for row in rows)
+    index = json.loads((tmp_path / "out" / "index.json").read_text())
+    assert index[0]["config"]["steps"] == 150
+
+
+def test_cli_sweep_batches_and_is_idempotent(tmp_path, capsys):
+    spec = write_spec(tmp_path, steps=20, batch_size=4)
+    assert main(["sweep", str(spec), "--no-progress", "--methods", "adam+gn"]) == 0
+    out = capsys.readouterr().out
+    assert "batch of 4" in out and "4 of 4 runs completed" in out
+    history = tmp_path / "out" / "runs" / "thermo-gamma10-adam-gn-constant-s1" / "history.csv"
+    assert history.read_text().count("\n") == 3  # header + steps 0, 20
+    assert main(["sweep", str(spec), "--no-progress", "--methods", "adam+gn"]) == 0
+    assert "4 finished, 0 to train" in capsys.readouterr().out
+    # More steps: the finished runs continue from their checkpoints.
+    assert main(["sweep", str(spec), "--no-progress", "--methods", "adam+gn", "--steps", "40"]) == 0
+    assert "batch of 4 (thermo, adam+gn, constant) from step 20" in capsys.readouterr().out
+    assert history.read_text().count("\n") == 4  # header + steps 0, 20, 40
+    # Another trajectory under the same run ids (a changed lr): refused, nothing overwritten.
+    spec.write_text(spec.read_text().replace("steps =", "lr = 0.01\nsteps ="))
+    with pytest.raises(SystemExit):
+        main(["sweep", str(spec), "--no-progress", "--methods", "adam+gn", "--steps", "40"])
+    assert "another config" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun")
+def test_mpi_ranks_split_the_runs_and_rank0_writes_the_whole_index(tmp_path):
+    spec = write_spec(tmp_path, steps=20, batch_size=4)
+    env = dict(_env(), OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               OMPI_MCA_rmaps_base_oversubscribe="1")
+    done = subprocess.run(["mpirun", "-n", "2", sys.executable, "-m", "pinn", "sweep", str(spec),
+                           "--no-progress"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "[rank 0/2] 4 runs: 0 finished, 4 to train" in done.stdout
+    assert "[rank 1/2] 4 runs: 0 finished, 4 to train" in done.stdout
+    rows = _index(tmp_path)
+    assert sorted(row["id"] for row in rows) == sorted(run.id for run in plan(load_spec(spec)))
+    assert {row["status"] for row in rows} == {"completed"}
