@@ -30,7 +30,8 @@ def test_straight_channel_matches_the_exact_profile(eps):
     assert max(checks["ion_flux_relative"].values()) < 1e-3
     # the MMS orders of the family travel with every file
     rates = checks["mms"]["rates"]
-    assert abs(rates["phi"][-1] - 3) < 0.1 and abs(rates["p"][-1] - 2) < 0.1
+    assert abs(rates["phi"][-1] - 3) < 0.1 and abs(rates["u"][-1] - 4) < 0.2
+    assert rates["p"][-1] > 2.8         # P2 pressure: h^3 (faster, 3.5, on these meshes)
 
 
 def test_newton_converges_from_a_crude_guess():
@@ -68,9 +69,11 @@ def test_mms_rates_of_the_coupled_system_with_advection():
     case = get_case("eof-straight", eps=0.5, Pe=10.0)   # advection a = 40
     assert case.advection == pytest.approx(40.0)
     result = mms.convergence(case, (4, 8, 16), COMM)
-    for name in ("phi", "c_plus", "c_minus", "u", "v"):
+    for name in ("phi", "c_plus", "c_minus"):           # P2
         assert result["rates"][name][-1] == pytest.approx(3.0, abs=0.2), name
-    assert result["rates"]["p"][-1] == pytest.approx(2.0, abs=0.2)
+    for name in ("u", "v"):                               # P3
+        assert result["rates"][name][-1] == pytest.approx(4.0, abs=0.2), name
+    assert result["rates"]["p"][-1] > 2.8   # P2 pressure: at least h^3 (3.7 on crossed meshes)
     assert result["errors"]["phi"][-1] < 1e-4
 
 
@@ -89,7 +92,7 @@ def test_patch_is_two_way_coupled_and_conserves_the_flow():
     bottom = points[:, 1] == 0.0
     zeta = case.wall_zeta(points[bottom, 0], "bottom", exp=np.exp)
     assert zeta.min() < -0.95
-    np.testing.assert_allclose(b["phi"][bottom], zeta, atol=0.05)   # coarse P2 interpolant
+    np.testing.assert_allclose(b["phi"][bottom], zeta, atol=0.06)   # coarse P2 interpolant (12 x 12)
     spec = channel_mesh_spec(case, tolerance=1e-2)
     flow = generate._flow_rates(high, spec)
     assert flow["relative_variation"] < 5e-3   # 1e-6 on the stored meshes

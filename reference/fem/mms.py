@@ -12,9 +12,9 @@ and let UFL differentiate them: the sources are the strong residuals
 applied to these expressions, so the sources are derived once, symbolically. All of
 phi, c+-, u, v are Dirichlet data on the whole boundary and p is fixed at (0, 0).
 
-The discrete solution on crossed n x n meshes converges like h^3 in L2 for the P2
-fields (phi, c+-, u, v) and h^2 for the P1 pressure; :func:`convergence` measures the
-observed orders  log(e_n / e_2n) / log 2.
+The discrete solution on crossed n x n meshes converges in L2 like h^3 for the P2
+fields (phi, c+-), h^4 for the P3 velocity (u, v) and h^3 for the P2 pressure;
+:func:`convergence` measures the observed orders  log(e_n / e_2n) / log 2.
 """
 
 from __future__ import annotations
