@@ -2,6 +2,7 @@
 
     python benchmarks/trainer_speed.py                     # EOF, 6 nets x 5 x 128, 3000 points
     python benchmarks/trainer_speed.py --case thermo --steps 100
+    python benchmarks/trainer_speed.py --paths analytic autograd --repeats 5   # old vs new
 
 Variants, each on the same model (same seed, so the same initial weights) and the same
 collocation points, GN refreshed every 1000 steps:
@@ -14,6 +15,12 @@ collocation points, GN refreshed every 1000 steps:
   sum_i lambda_i g_i and step. Same result, S backward passes per step instead of one.
 - the trainer with SOAP vs the trainer with Adam (the price of the preconditioner).
 
+Each variant runs on the derivative paths ``--paths``: "analytic" (the default: input
+derivatives propagated forward through the MLPs, :meth:`pinn.networks.MLP.derivatives`)
+and/or "autograd" (nested autograd, inside :func:`pinn.problems.base.autograd_derivatives`).
+With ``--repeats R`` every (variant, path) is timed R times in turn, so that the variants
+share the machine's load alike, and the median is reported.
+
 Each variant first runs ``--warmup`` steps (they include the step-1 GN refresh and SOAP's
 first call, which only seeds its factors), then ``--steps`` timed steps; the device is
 synchronised before and after the timed loop only. Times are wall-clock per step.
@@ -22,6 +29,8 @@ synchronised before and after the timed loop only. Times are wall-clock per step
 from __future__ import annotations
 
 import argparse
+import contextlib
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -31,7 +40,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pinn.config import DEVICES, DTYPES, TrainConfig  # noqa: E402
+from pinn.problems.base import autograd_derivatives  # noqa: E402
 from pinn.trainer import Trainer  # noqa: E402
+
+PATHS = {"analytic": contextlib.nullcontext, "autograd": autograd_derivatives}
 
 
 def naive_step(trainer: Trainer) -> None:
@@ -82,43 +94,63 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", choices=DTYPES, default="float32")
     parser.add_argument("--variants", nargs="+", default=["trainer", "naive", "soap"],
                         choices=["trainer", "naive", "soap"])
+    parser.add_argument("--paths", nargs="+", default=["analytic"], choices=list(PATHS),
+                        help="derivative paths to time (both: old vs new side by side)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="time every (variant, path) this many times in turn; report medians")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (1 gives steadier numbers on a shared machine)")
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.warmup < 2:
-        parser.error("--steps must be >= 1 and --warmup >= 2 (step 1 is the GN refresh)")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.steps < 1 or args.warmup < 2 or args.repeats < 1:
+        parser.error("--steps and --repeats must be >= 1 and --warmup >= 2 "
+                     "(step 1 is the GN refresh)")
 
     def trainer(optimizer: str) -> Trainer:
         try:
             config = TrainConfig(case=args.case, optimizer=optimizer, balancing="gn",
                                  balance_every=1000, width=args.width, depth=args.depth,
                                  n_points=args.n_points, device=args.device, dtype=args.dtype,
-                                 steps=args.warmup + args.steps, progress=False, seed=0)
+                                 steps=args.warmup + args.repeats * args.steps,
+                                 progress=False, seed=0)
             return Trainer(config)
         except ValueError as error:
             parser.error(str(error))
 
-    results = {}
-    if "trainer" in args.variants:
-        results["trainer (adam)"] = time_steps(trainer("adam"), Trainer.train_step,
-                                               args.warmup, args.steps)
-    if "naive" in args.variants:
-        results["naive (adam)"] = time_steps(trainer("adam"), naive_step, args.warmup, args.steps)
-    if "soap" in args.variants:
-        results["trainer (soap)"] = time_steps(trainer("soap"), Trainer.train_step,
-                                               args.warmup, args.steps)
+    variants = {"trainer": ("trainer (adam)", "adam", Trainer.train_step),
+                "naive": ("naive (adam)", "adam", naive_step),
+                "soap": ("trainer (soap)", "soap", Trainer.train_step)}
+    runs = {(label, path): (trainer(optimizer), step)
+            for label, optimizer, step in (variants[v] for v in args.variants)
+            for path in args.paths}
+    times = {key: [] for key in runs}
+    for repeat in range(args.repeats):
+        for (label, path), (run, step) in runs.items():
+            with PATHS[path]():
+                warmup = args.warmup if repeat == 0 else 0
+                times[label, path].append(time_steps(run, step, warmup, args.steps))
+    results = {key: statistics.median(values) for key, values in times.items()}
 
     probe = trainer("adam")
     print(f"case {args.case}: {len(probe.model.nets)} nets x {args.depth} x {args.width}, "
           f"{args.n_points} interior points, {len(probe.terms)} loss terms, "
           f"{probe.n_parameters} parameters, {probe.device} {args.dtype}, "
-          f"{args.steps} timed steps after {args.warmup}")
-    for name, seconds in results.items():
-        print(f"  {name:<16} {1e3 * seconds:9.2f} ms/step")
-    if "trainer (adam)" in results and "naive (adam)" in results:
-        print(f"  naive / trainer   {results['naive (adam)'] / results['trainer (adam)']:6.2f}x "
-              "(target >= 4)")
-    if "trainer (adam)" in results and "trainer (soap)" in results:
-        print(f"  soap / adam       {results['trainer (soap)'] / results['trainer (adam)']:6.2f}x "
-              "(target <= 1.5)")
+          f"{args.steps} timed steps after {args.warmup}, median of {args.repeats}, "
+          f"{torch.get_num_threads()} threads")
+    for (label, path), seconds in results.items():
+        print(f"  {label:<16} {path:<9} {1e3 * seconds:9.2f} ms/step")
+    for path in args.paths:
+        adam, naive, soap = (results.get((label, path))
+                             for label in ("trainer (adam)", "naive (adam)", "trainer (soap)"))
+        if adam and naive:
+            print(f"  {path:<9} naive / trainer  {naive / adam:6.2f}x")
+        if adam and soap:
+            print(f"  {path:<9} soap / adam      {soap / adam:6.2f}x")
+    if {"analytic", "autograd"} <= set(args.paths):
+        for label in (variants[v][0] for v in args.variants):
+            speedup = results[label, "autograd"] / results[label, "analytic"]
+            print(f"  {label:<16} autograd / analytic {speedup:6.2f}x")
     return 0
 
 
