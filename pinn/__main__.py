@@ -162,7 +162,32 @@ def sweep_command(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-COMMANDS = [train_command, ntk_command, report_command, errors_command, sweep_command]
+def results_command(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "results", help="the reproduction study's page from its results JSON",
+        description="Render docs/results.md (and its figures in docs/img/) from the study "
+                    "JSON; with --collect, first gather a sweep's run folders into that JSON.")
+    parser.add_argument("json", help="the study JSON, e.g. data/results/study-cpu.json")
+    parser.add_argument("--out", default="docs/results.md", help="the Markdown page to write")
+    parser.add_argument("--collect", default=None, metavar="SWEEP_OUTPUT",
+                        help="first (re)write the JSON from this sweep output folder "
+                             "(e.g. runs/study-cpu)")
+
+    def run(args) -> int:
+        from .results import write_results
+
+        try:
+            path = write_results(args.json, args.out, collect_from=args.collect)
+        except ValueError as error:
+            parser.error(str(error))
+        print(f"wrote {path}")
+        return 0
+
+    parser.set_defaults(run=run)
+
+
+COMMANDS = [train_command, ntk_command, report_command, errors_command, sweep_command,
+            results_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -112,19 +112,22 @@ def _plot_degradation(summary: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     cases = list(summary)
+    methods = sorted({method for case in cases for method in summary[case]})
+    color = {method: f"C{i}" for i, method in enumerate(methods)}  # the same in every panel
     fig, axes = plt.subplots(1, len(cases), figsize=(3.2 * len(cases), 3.0), squeeze=False)
     for ax, case in zip(axes[0], cases):
         for method, row in summary[case].items():
             xs = row["couplings"]
             ys = [row["l2_final"][f"{c:g}"] for c in xs]
             ax.plot(range(len(xs)), [math.nan if y is None else y for y in ys], "o-",
-                    label=method)
+                    label=method, color=color[method])
             ax.set_xticks(range(len(xs)), [f"{c:g}" for c in xs])
         ax.set_yscale("log")
         ax.set_title(case)
         ax.set_xlabel(f"{summary[case][next(iter(summary[case]))]['coupling']} (weak -> strong)")
     axes[0][0].set_ylabel("final relative L2 (avg)")
-    axes[0][-1].legend(fontsize=7)
+    handles = [plt.Line2D([], [], color=color[m], marker="o", label=m) for m in methods]
+    axes[0][-1].legend(handles=handles, fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -117,3 +117,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     profile = _profile(config)
     terminalreporter.section(f"coupling robustness ({profile.name} profile)")
     terminalreporter.write_line(format_summary(summarise(results, claim_ratio=profile.claim_ratio)))
+    terminalreporter.write_line("A verdict holds for this profile's budget only; the study over "
+                                "seeds and schedules is docs/results.md.")
