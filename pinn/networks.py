@@ -29,6 +29,20 @@ def _positive_int(name: str, value) -> int:
     return value
 
 
+def tanh_channels(a: torch.Tensor, derivatives) -> list:
+    """[t, t' a', t' (a'' - 2 t a'^2)] for t = tanh(a), as many as ``derivatives`` = (a', a'')
+    holds: the value and input derivatives of one hidden layer's output (see
+    ``MLP.forward_with_derivatives``)."""
+    t = torch.tanh(a)
+    channels = [t]
+    if derivatives:
+        slope = 1 - t * t
+        channels.append(slope * derivatives[0])
+    if len(derivatives) > 1:
+        channels.append(slope * (derivatives[1] - 2 * t * derivatives[0] ** 2))
+    return channels
+
+
 class MLP(nn.Module):
     """A tanh perceptron with ``depth`` hidden layers of ``width`` neurons.
 
@@ -111,14 +125,7 @@ class MLP(nn.Module):
         sizes = [1] + [dim] * order
         for layer in self.layers[:-1]:
             a = (h @ layer.weight.T).split(sizes)  # W h, W h', W h''
-            t = torch.tanh(a[0] + layer.bias)
-            channels = [t]
-            if order >= 1:
-                slope = 1 - t * t
-                channels.append(slope * a[1])
-            if order >= 2:
-                channels.append(slope * (a[2] - 2 * t * a[1] ** 2))
-            h = torch.cat(channels)
+            h = torch.cat(tanh_channels(a[0] + layer.bias, a[1:]))
         last = self.layers[-1]
         out = (h @ last.weight.T).split(sizes)
         value = out[0][0] + last.bias

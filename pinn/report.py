@@ -163,15 +163,20 @@ def _plot_fields(records: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def load_json(path: Path) -> dict:
+    """The JSON document at ``path``; a missing or malformed file is a ValueError naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"no such file: {path}") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from None
+
+
 def write_report(json_path, out_dir=None) -> Path:
     """Render ``report.md`` (+ PNG figures) from a suite's benchmark JSON; returns its path."""
     json_path = Path(json_path)
-    try:
-        data = json.loads(json_path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"no such file: {json_path}") from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{json_path} is not valid JSON: {err}") from None
+    data = load_json(json_path)
     records = _records(data)
     meta = data.get("pinn_bench", {})
     claim_ratio = meta.get("claim_ratio", 1.1)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from reference.cases import CASES
 
-from .report import _plot_degradation, _strength_order, summarise
+from .report import _plot_degradation, _strength_order, load_json, summarise
 
 __all__ = ["collect", "render", "write_results", "SUCCESS_L2"]
 
@@ -484,12 +484,7 @@ def write_results(json_path, out="docs/results.md", collect_from=None, figures=T
         data = collect(collect_from, img_dir=img_dir)
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(data, indent=1) + "\n")
-    try:
-        data = json.loads(json_path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"no such file: {json_path}") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{json_path} is not valid JSON: {error}") from None
+    data = load_json(json_path)
     text = render(data, json_name=json_path.as_posix())
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)

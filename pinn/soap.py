@@ -150,21 +150,20 @@ def _eigenbasis(factor: torch.Tensor) -> torch.Tensor | None:
     return None
 
 
+def _rotate_matrix(x: torch.Tensor, ql, qr, forward: bool) -> torch.Tensor:
+    """A matrix (or a stack of them): x -> Ql^T x Qr (forward) or Ql x Qr^T (backward);
+    a None factor leaves its side unrotated."""
+    if ql is not None:
+        x = (ql.mT if forward else ql) @ x
+    if qr is not None:
+        x = x @ (qr if forward else qr.mT)
+    return x
+
+
 def _rotate(x: torch.Tensor, bases: list, forward: bool) -> torch.Tensor:
     """x -> x x_k Q_k^T on every axis (forward) or x -> x x_k Q_k (backward)."""
     if x.dim() == 2:
-        ql, qr = bases
-        if forward:
-            if ql is not None:
-                x = ql.mT @ x
-            if qr is not None:
-                x = x @ qr
-        else:
-            if ql is not None:
-                x = ql @ x
-            if qr is not None:
-                x = x @ qr.mT
-        return x
+        return _rotate_matrix(x, *bases, forward)
     if x.dim() == 1:
         (q,) = bases
         if q is None:

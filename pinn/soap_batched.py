@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import torch
 
-from .soap import SOAP, _eigenbasis, _solver_dtype
+from .soap import SOAP, _eigenbasis, _rotate_matrix, _solver_dtype
 
 __all__ = ["BatchedSOAP"]
 
@@ -41,18 +41,7 @@ def _rotate_runs(x: torch.Tensor, bases: list, forward: bool) -> torch.Tensor:
         if q is None:
             return x
         return ((q.mT if forward else q) @ x.unsqueeze(-1)).squeeze(-1)
-    ql, qr = bases
-    if forward:
-        if ql is not None:
-            x = ql.mT @ x
-        if qr is not None:
-            x = x @ qr
-    else:
-        if ql is not None:
-            x = ql @ x
-        if qr is not None:
-            x = x @ qr.mT
-    return x
+    return _rotate_matrix(x, *bases, forward)
 
 
 def _accumulate_runs(g: torch.Tensor, factors: list, beta: float) -> None:

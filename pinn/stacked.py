@@ -26,7 +26,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .networks import MLP, FieldNetworks
+from .networks import MLP, FieldNetworks, tanh_channels
 
 __all__ = ["StackedMLP", "StackedFieldNetworks"]
 
@@ -113,14 +113,7 @@ class StackedMLP(nn.Module):
 
         for layer in self.layers[:-1]:
             a = affine(layer, h).split(sizes, dim=1)
-            t = torch.tanh(a[0] + layer.bias[:, None, None, :])
-            channels = [t]
-            if order >= 1:
-                slope = 1 - t * t
-                channels.append(slope * a[1])
-            if order >= 2:
-                channels.append(slope * (a[2] - 2 * t * a[1] ** 2))
-            h = torch.cat(channels, dim=1)
+            h = torch.cat(tanh_channels(a[0] + layer.bias[:, None, None, :], a[1:]), dim=1)
         last = self.layers[-1]
         out = affine(last, h).split(sizes, dim=1)
         value = (out[0][:, 0] + last.bias[:, None, :]).reshape(runs * n, -1)
