@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -196,7 +197,9 @@ def jacobian(problem, model, weights: Mapping[str, float] | None = None, *,
             try:
                 chunks.append(rows_batched(start, stop))
                 continue
-            except RuntimeError:  # an op without a batching rule: loop instead
+            except RuntimeError as error:  # an op without a batching rule: loop instead
+                warnings.warn(f"batched Jacobian rows failed ({error}); computing them one "
+                              "by one", RuntimeWarning, stacklevel=2)
                 vectorize = False
         chunks.append(row_loop(start, stop))
     matrix = torch.cat(chunks).detach()
@@ -576,7 +579,8 @@ def plot_sweep(case_name: str, coupling: str, entries, path, fit_range=None) -> 
     return slope
 
 
-def _write_csv(path, rows) -> None:
+def write_csv(path, rows) -> None:
+    """``rows`` (dicts) as CSV at ``path``, the columns in order of first appearance."""
     import csv
 
     keys = list(dict.fromkeys(key for row in rows for key in row))
@@ -650,7 +654,7 @@ def main_ntk(args) -> int:
                          "coupling_value": case.coupling_value, "step": step,
                          **report_row(report)})
         print(format_table("step", entries))
-        _write_csv(out / "ntk-checkpoints.csv", rows)
+        write_csv(out / "ntk-checkpoints.csv", rows)
         print(f"wrote {out / 'ntk-checkpoints.csv'}")
         return 0
 
@@ -668,7 +672,7 @@ def main_ntk(args) -> int:
     print(format_table(case.coupling, entries, note))
     rows = [{"case": args.case, "coupling": case.coupling, "coupling_value": c, **report_row(r)}
             for c, r in entries]
-    _write_csv(out / f"ntk-{args.case}.csv", rows)
+    write_csv(out / f"ntk-{args.case}.csv", rows)
     if len(entries) >= 2:
         slope = plot_sweep(args.case, case.coupling, entries, out / f"ntk-{args.case}.png",
                            fit_range)

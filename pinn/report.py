@@ -72,12 +72,18 @@ def summarise(records: list[dict], claim_ratio: float = 1.1) -> dict:
     return dict(summary)
 
 
+def finite(values) -> list:
+    """The values that are neither None nor NaN/Inf."""
+    return [v for v in values if v is not None and math.isfinite(v)]
+
+
 def _median(values):
-    values = [v for v in values if v is not None and math.isfinite(v)]
+    values = finite(values)
     return statistics.median(values) if values else None
 
 
-def _fmt(value, spec=".2e"):
+def fmt(value, spec=".2e") -> str:
+    """``value`` formatted with ``spec``, "-" for None."""
     return "-" if value is None else format(value, spec)
 
 
@@ -90,8 +96,8 @@ def format_summary(summary: dict) -> str:
             weak, strong = (row["l2_final"][f"{c:g}"] for c in
                             (row["couplings"][0], row["couplings"][-1]))
             claim = f"{row['claim']}: {row['verdict']}" if "claim" in row else ""
-            lines.append(f"{case:<14} {method:<10} {_fmt(weak):>9} {_fmt(strong):>9} "
-                         f"{_fmt(row['degradation'], '.2f') + 'x':>11}  {claim}")
+            lines.append(f"{case:<14} {method:<10} {fmt(weak):>9} {fmt(strong):>9} "
+                         f"{fmt(row['degradation'], '.2f') + 'x':>11}  {claim}")
     return "\n".join(lines)
 
 
@@ -203,12 +209,12 @@ def write_report(json_path, out_dir=None) -> Path:
     ]
     for case, methods in summary.items():
         for method, row in methods.items():
-            l2 = ", ".join(f"{c:g}: {_fmt(row['l2_final'][f'{c:g}'])}" for c in row["couplings"])
-            spread = (f" [{_fmt(row['degradation_min'], '.2f')}, "
-                      f"{_fmt(row['degradation_max'], '.2f')}]" if row["seeds"] > 1 else "")
+            l2 = ", ".join(f"{c:g}: {fmt(row['l2_final'][f'{c:g}'])}" for c in row["couplings"])
+            spread = (f" [{fmt(row['degradation_min'], '.2f')}, "
+                      f"{fmt(row['degradation_max'], '.2f')}]" if row["seeds"] > 1 else "")
             claim = f"{row['claim']}: **{row['verdict']}**" if "claim" in row else ""
             lines.append(f"| {case} | {method} | {row['coupling']} | {l2} | "
-                         f"{_fmt(row['degradation'], '.2f')}x{spread} | {claim} |")
+                         f"{fmt(row['degradation'], '.2f')}x{spread} | {claim} |")
     lines += ["", "![degradation](degradation.png)", "",
               "Final relative L2 per field at the strongest coupling:", "",
               "![fields](fields.png)", "", "## Runs", "",
@@ -217,9 +223,9 @@ def write_report(json_path, out_dir=None) -> Path:
     for r in sorted(records, key=lambda r: (r["case"], r["coupling_value"], r["method"], r["seed"])):
         lines.append(
             f"| {r['case']} {r['coupling']}={r['coupling_value']:g} {r['method']} s{r['seed']} "
-            f"| {r['status']} | {r['steps']} | {_fmt(r['steps_per_second'], '.1f')} "
-            f"| {_fmt(r['L2_avg'])} | {_fmt(r['l2_best'].get('avg'))} "
-            f"| {_fmt(r['l2_lowest_loss'].get('avg'))} | {r['reference']} |")
+            f"| {r['status']} | {r['steps']} | {fmt(r['steps_per_second'], '.1f')} "
+            f"| {fmt(r['L2_avg'])} | {fmt(r['l2_best'].get('avg'))} "
+            f"| {fmt(r['l2_lowest_loss'].get('avg'))} | {r['reference']} |")
     path = out_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

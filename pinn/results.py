@@ -29,7 +29,8 @@ from pathlib import Path
 
 from reference.cases import CASES
 
-from .report import _plot_degradation, _strength_order, load_json, summarise
+from .ntk import fit_slope
+from .report import _plot_degradation, _strength_order, finite, fmt, load_json, summarise
 
 __all__ = ["collect", "render", "write_results", "SUCCESS_L2"]
 
@@ -137,20 +138,12 @@ def _eof_errors(runs_root: Path, runs: list[dict], img_dir: Path) -> dict:
 
 
 # --- numbers ----------------------------------------------------------------------------------
-def _finite(values):
-    return [v for v in values if v is not None and math.isfinite(v)]
-
-
 def mean_std(values) -> tuple[float | None, float | None]:
     """Mean and sample standard deviation (ddof = 1; 0 for one value) of the finite values."""
-    values = _finite(values)
+    values = finite(values)
     if not values:
         return None, None
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def _fmt(value, spec=".2e"):
-    return "-" if value is None else format(value, spec)
 
 
 def _pm(values) -> str:
@@ -216,14 +209,12 @@ def _ntk_training_text() -> tuple[str, str]:
 
 
 def _slope(rows, low=10.0) -> float | None:
-    """Least-squares slope of log lambda_max(K) on log coupling, couplings >= low."""
-    pts = [(math.log(float(r["coupling_value"])), math.log(float(r["lambda_max_K"])))
-           for r in rows if float(r["coupling_value"]) >= low]
-    if len(pts) < 2:
+    """Log-log slope of lambda_max(K) on the coupling, couplings >= low."""
+    rows = [r for r in rows if float(r["coupling_value"]) >= low]
+    if len({r["coupling_value"] for r in rows}) < 2:
         return None
-    mx = statistics.mean(p[0] for p in pts)
-    my = statistics.mean(p[1] for p in pts)
-    return (sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts))
+    return fit_slope([float(r["coupling_value"]) for r in rows],
+                     [float(r["lambda_max_K"]) for r in rows])
 
 
 # --- the page ---------------------------------------------------------------------------------
@@ -277,11 +268,12 @@ def render(data: dict, json_name: str = "data/results/study-cpu.json") -> str:
         "batch's training time (runs of a batch train together, one thread per MPI rank).",
         "",
     ]
-    lines += _verdicts(data, deg)
+    ntk = _ntk_rows()
+    lines += _verdicts(data, deg, ntk)
     lines += _degradation_tables(deg)
     lines += _l2_tables(runs, systems)
     lines += _eof_section(data)
-    lines += _ntk_section()
+    lines += _ntk_section(ntk)
     return "\n".join(lines) + "\n"
 
 
@@ -310,7 +302,7 @@ def _claim3(deg) -> tuple[str, list[str]]:
             evidence.append(
                 f"{system} ({schedule}): SOAP+GN {_ratio(soap)}, Adam+GN {_ratio(adam)}; "
                 f"median final L2 at {soap['coupling']} = {strong}: SOAP+GN "
-                f"{_fmt(soap_strong)}, Adam+GN {_fmt(adam_strong)}")
+                f"{fmt(soap_strong)}, Adam+GN {fmt(adam_strong)}")
         summaries.append(
             f"`{schedule}`: SOAP+GN <= 1.1x for {soap_ok} of {n} systems, Adam+GN > 100x for "
             f"{adam_ok} of {n}, SOAP+GN degrades less than Adam+GN for {soap_less} of {n} and "
@@ -326,8 +318,8 @@ def _claim3(deg) -> tuple[str, list[str]]:
 
 
 def _ratio(row) -> str:
-    return (f"{_fmt(row['degradation'], '.2f')}x [{_fmt(row['degradation_min'], '.2f')}, "
-            f"{_fmt(row['degradation_max'], '.2f')}]")
+    return (f"{fmt(row['degradation'], '.2f')}x [{fmt(row['degradation_min'], '.2f')}, "
+            f"{fmt(row['degradation_max'], '.2f')}]")
 
 
 def _claim4(data) -> tuple[str, str]:
@@ -356,8 +348,7 @@ def _claim4(data) -> tuple[str, str]:
     return verdict, "; ".join(parts)
 
 
-def _verdicts(data, deg) -> list[str]:
-    ntk = _ntk_rows()
+def _verdicts(data, deg, ntk) -> list[str]:
     slopes = {case: _slope(ntk[case]) for case in LINEAR if case in ntk}
     kp = {case: [float(r["lambda_max_KP"]) for r in rows] for case, rows in ntk.items()}
     s_of = {case: int(rows[0]["S"]) for case, rows in ntk.items()}
@@ -428,7 +419,7 @@ def _degradation_tables(deg) -> list[str]:
         for system, methods in table.items():
             for method, row in methods.items():
                 couplings = ", ".join(f"{c:g}" for c in row["couplings"])
-                l2 = ", ".join(_fmt(row["l2_final"][f"{c:g}"]) for c in row["couplings"])
+                l2 = ", ".join(fmt(row["l2_final"][f"{c:g}"]) for c in row["couplings"])
                 lines.append(f"| {system} | {method} | {row['coupling']} = {couplings} | {l2} | "
                              f"{_ratio(row)} | {row['seeds']} |")
         lines += ["", f"![degradation, {schedule}](img/{name})", ""]
@@ -455,7 +446,7 @@ def _l2_tables(runs, systems) -> list[str]:
                 f"{_pm([r['l2_final'].get('avg') for r in sel])} | "
                 f"{_pm([r['l2_best'].get('avg') for r in sel])} | "
                 f"{_pm([r['l2_lowest_loss'].get('avg') for r in sel])} | "
-                f"{ok}/{len(sel)}{note} | {_fmt(speed, '.0f')} |")
+                f"{ok}/{len(sel)}{note} | {fmt(speed, '.0f')} |")
         lines.append("")
     return lines
 
@@ -473,16 +464,15 @@ def _eof_section(data) -> list[str]:
              "| method | field | L2 | max error | L2 band | L2 bulk |", "|---|---|---|---|---|---|"]
     for method, entry in errors.items():
         for name, row in entry["fields"].items():
-            lines.append(f"| {method} | {name} | {_fmt(row['l2'])} | {_fmt(row['max_error'])} | "
-                         f"{_fmt(row['l2_band'])} | {_fmt(row['l2_bulk'])} |")
+            lines.append(f"| {method} | {name} | {fmt(row['l2'])} | {fmt(row['max_error'])} | "
+                         f"{fmt(row['l2_band'])} | {fmt(row['l2_bulk'])} |")
     lines.append("")
     for method, entry in errors.items():
         lines += [f"{method} (`{entry['run']}`):", "", f"![{method}](img/{entry['figure']})", ""]
     return lines
 
 
-def _ntk_section() -> list[str]:
-    ntk = _ntk_rows()
+def _ntk_section(ntk) -> list[str]:
     if not ntk:
         return []
     lines = ["## The NTK study (claims 1-2; numbers from docs/img/ntk-*.csv, see docs/ntk.md)",

@@ -5,7 +5,7 @@ field) and evaluates the NTK of its checkpoint after each stage (the run is resu
 next stage, so the stages are points of one run), unweighted and with the run's GN weights
 lambda_i on the rows (the kernel of the loss actually minimised at that step):
 
-    python scripts/ntk_training.py [--stages 1,500,2000,5000] [--out docs/img/ntk-training.csv]
+    python scripts/ntk_training.py [--stages 1,1000,5000,10000] [--out docs/img/ntk-training.csv]
 
 Prints a Markdown table (docs/ntk.md, "Along training") and writes every number as CSV.
 """
@@ -13,14 +13,13 @@ Prints a Markdown table (docs/ntk.md, "Along training") and writes every number 
 from __future__ import annotations
 
 import argparse
-import csv
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 from pinn.config import TrainConfig
-from pinn.ntk import checkpoint_report
+from pinn.ntk import checkpoint_report, write_csv
 from pinn.trainer import CHECKPOINT, train
 
 # system -> (coupling parameter value, lr, training points)
@@ -36,7 +35,7 @@ NTK_POINTS = 4   # as the initialisation study: over-parameterised blocks
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stages", default="1,500,2000,5000",
+    parser.add_argument("--stages", default="1,1000,5000,10000",
                         help="training steps at which the NTK is evaluated (increasing)")
     parser.add_argument("--systems", nargs="+", default=list(RUNS), choices=list(RUNS))
     parser.add_argument("--out", default="docs/img/ntk-training.csv")
@@ -67,7 +66,7 @@ def main(argv=None) -> int:
                 step, case, plain = checkpoint_report(ckpt, n_points=NTK_POINTS)
                 _, _, weighted = checkpoint_report(ckpt, n_points=NTK_POINTS, weighted=True)
                 row = {"system": system, "coupling": case.coupling,
-                       "value": getattr(case, case.coupling), "step": step,
+                       "value": case.coupling_value, "step": step,
                        "l2_avg": result.final["l2"]["avg"],
                        "lambda_max_K": plain.lambda_max_K, "lambda_max_KP": plain.lambda_max_KP,
                        "weighted_lambda_max_K": weighted.lambda_max_K,
@@ -82,10 +81,7 @@ def main(argv=None) -> int:
                       f"{'yes' if plain.rank_deficient else 'no'} |", flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out, rows)
     print(f"wrote {out}")
     return 0
 

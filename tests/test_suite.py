@@ -63,10 +63,15 @@ def test_json_schema(tiny_json):
             assert info["reference"] == "exact" and info["reference_sha256"] is None
     meta = data["pinn_bench"]
     assert meta["profile"] == "tiny"
-    assert meta["summary"] == summarise([b["extra_info"] for b in benches])
-    row = meta["summary"]["npp"]["soap+gn"]
+    summary = meta["summary"]
+    assert {(case, method) for case in summary for method in summary[case]} == {
+        (b["extra_info"]["case"], b["extra_info"]["method"]) for b in benches}
+    row = summary["npp"]["soap+gn"]
     assert row["couplings"] == [0.5, 0.2]  # weak -> strong: eps decreasing
-    assert row["verdict"] in ("reproduced", "not reproduced")
+    by_eps = {b["extra_info"]["coupling_value"]: b["extra_info"]["L2_avg"] for b in benches
+              if b["extra_info"]["case"] == "npp" and b["extra_info"]["method"] == "soap+gn"}
+    assert row["degradation"] == pytest.approx(by_eps[0.2] / by_eps[0.5])  # one seed
+    assert row["verdict"] == ("reproduced" if row["degradation"] <= 1.1 else "not reproduced")
 
 
 def test_report_renders(tiny_json, tmp_path):
