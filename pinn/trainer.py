@@ -27,9 +27,10 @@ lowest unweighted loss sum_i L_i, what a practitioner can select without the ref
 and ``final`` (the last step).
 
 Runs are reproducible: the seed sets the network initialisation (torch's global RNG) and
-the collocation points; a checkpoint stores the model, the optimizer (SOAP's state
-included), the balancer, the RNG states, the step, the history and the trackers, so a
-resumed run continues exactly as an uninterrupted one (bitwise on the same device).
+the collocation points (their own seeded generator); training draws no random numbers
+after that. A checkpoint stores the model, the optimizer (SOAP's state included), the
+balancer, the step, the history and the trackers, so a resumed run continues exactly as
+an uninterrupted one (bitwise on the same device).
 """
 
 from __future__ import annotations
@@ -37,15 +38,14 @@ from __future__ import annotations
 import csv
 import json
 import math
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from reference.cases import get_case
+from reference.store import atomic_write
 
 from . import checkpoint as ckpt
 from .balancing import make_balancer
@@ -177,8 +177,6 @@ class Trainer:
         self.case = get_case(config.case, **config.case_params)
 
         torch.manual_seed(config.seed)
-        np.random.seed(config.seed)
-        random.seed(config.seed)
         self.model = build_model(self.case, config.width, config.depth, config.split)
         self.model.to(device=self.device, dtype=self.dtype)
         if problem is None:
@@ -309,7 +307,6 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "balancer": self.balancer.state_dict(),
-            "rng": ckpt.rng_state(),
             "history": self.history,
             "best": self.best,
             "lowest_loss": self.lowest_loss,
@@ -330,7 +327,6 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.balancer.load_state_dict(state["balancer"])
-        ckpt.set_rng_state(state["rng"])
         self.step = int(state["step"])
         self.history = list(state["history"])
         self.best, self.lowest_loss = state["best"], state["lowest_loss"]
@@ -347,7 +343,7 @@ class Trainer:
         if self.run_dir is None:
             raise ValueError("resume needs a run_dir holding a checkpoint")
         # Loaded on the CPU: load_state_dict moves the model, optimizer and balancer state to
-        # the run's device, and the RNG states must stay CPU tensors.
+        # the run's device.
         self.load_state_dict(ckpt.load(self.run_dir / CHECKPOINT, map_location="cpu"))
 
     # --- run directory ----------------------------------------------------------------
@@ -357,13 +353,14 @@ class Trainer:
         columns = list(self.history[0])
         for row in self.history[1:]:
             columns += [key for key in row if key not in columns]
-        path = self.run_dir / HISTORY
-        tmp = path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(self.history)
-        tmp.replace(path)
+
+        def write(tmp):
+            with open(tmp, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=columns)
+                writer.writeheader()
+                writer.writerows(self.history)
+
+        atomic_write(self.run_dir / HISTORY, write)
 
     def _start_run_dir(self) -> None:
         """Create the run directory and write config.json."""
@@ -406,7 +403,6 @@ class Trainer:
 
         metrics = json.dumps(_json_safe(result.metrics()), indent=2, allow_nan=False)
         (self.run_dir / METRICS).write_text(metrics + "\n")
-        self._write_history()
         plot_history(self.history, self.run_dir, title=f"{self.case.label} {self.config.optimizer}"
                      f"+{self.config.balancing}")
 

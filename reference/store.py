@@ -146,17 +146,22 @@ def _json(obj) -> str:
     return json.dumps(obj if obj is not None else {}, default=default, sort_keys=True)
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename into ``path``: never a half-written file."""
+def atomic_write(path, write) -> Path:
+    """Call ``write(tmp_path)``, flush it to disk, then rename it into ``path``: an
+    interrupted write never leaves a half-written file (the previous one stays)."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a reference is meant to be shared
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
 
 
 def _update_manifest(path: Path, digest: str) -> None:
@@ -164,7 +169,7 @@ def _update_manifest(path: Path, digest: str) -> None:
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     manifest[path.name] = {"sha256": digest, "size": path.stat().st_size}
     text = json.dumps(dict(sorted(manifest.items())), indent=2) + "\n"
-    _atomic_write(manifest_path, lambda tmp: tmp.write_text(text))
+    atomic_write(manifest_path, lambda tmp: tmp.write_text(text))
 
 
 def write_reference(path, case, *, grid_fields, mesh=None, mesh_fields=None, solver=None,
@@ -210,7 +215,7 @@ def write_reference(path, case, *, grid_fields, mesh=None, mesh_fields=None, sol
                 for name, values in (mesh_fields or {}).items():
                     m.create_dataset(name, data=np.asarray(values, dtype=float))
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
     digest = sha256(path)
     if manifest:
         _update_manifest(path, digest)
