@@ -48,7 +48,7 @@ import os
 import shutil
 import sys
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomllib
@@ -78,6 +78,7 @@ class SweepSpec:
     seeds: list
     budget: dict
     batch_size: int = 16
+    overrides: dict = field(default_factory=dict)  # from the command line: beat every table
 
 
 @dataclass
@@ -99,7 +100,8 @@ def _list(spec: dict, key: str, default=None) -> list:
 
 def load_spec(path, **overrides) -> SweepSpec:
     """Read a TOML spec; ``overrides`` (output, systems, methods, schedules, seeds,
-    batch_size, and budget fields as ``budget={...}``) replace what the file says."""
+    batch_size, and budget fields as ``budget={...}``) replace what the file says (budget
+    fields also beat a system table's own value)."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
@@ -112,7 +114,7 @@ def load_spec(path, **overrides) -> SweepSpec:
     if not isinstance(systems, dict) or not systems:
         raise ValueError(f"spec {path}: needs at least one [systems.<case>] table")
     budget = dict(data.get("budget", {}))
-    budget.update(overrides.pop("budget", None) or {})
+    forced = dict(overrides.pop("budget", None) or {})
     if overrides.get("systems"):
         missing = set(overrides["systems"]) - set(systems)
         if missing:
@@ -129,7 +131,8 @@ def load_spec(path, **overrides) -> SweepSpec:
                      methods=_list(values, "methods"),
                      schedules=_list({"schedules": values["schedules"] or ["constant"]}, "schedules"),
                      seeds=_list(values, "seeds"), budget=budget,
-                     batch_size=overrides.get("batch_size") or data.get("batch_size", 16))
+                     batch_size=overrides.get("batch_size") or data.get("batch_size", 16),
+                     overrides=forced)
     if isinstance(spec.batch_size, bool) or not isinstance(spec.batch_size, int) or spec.batch_size < 1:
         raise ValueError(f"spec: batch_size must be an integer >= 1, got {spec.batch_size!r}")
     plan(spec)  # every config is validated here, before anything runs
@@ -163,7 +166,7 @@ def plan(spec: SweepSpec) -> list[Run]:
             optimizer, balancing = _method(method)
             params = {**fixed_params, coupling: value}
             run_id = f"{case}-{coupling}{value:g}-{optimizer}-{balancing}-{schedule}-s{seed}"
-            fields = {**spec.budget, **table, "case": case, "case_params": params,
+            fields = {**spec.budget, **table, **spec.overrides, "case": case, "case_params": params,
                       "optimizer": optimizer, "balancing": balancing, "schedule": schedule,
                       "seed": seed, "run_dir": str(spec.output / "runs" / run_id)}
             try:

@@ -55,6 +55,11 @@ def test_plan_expands_the_grid_with_overrides(tmp_path):
     ids = [run.id for run in plan(only)]
     assert ids == ["thermo-gamma1-soap-gn-warmup-exp-s5", "thermo-gamma10-soap-gn-warmup-exp-s5"]
     assert plan(only)[0].config.steps == 7
+    # a system table beats the budget; the command line beats both
+    path = write_spec(tmp_path)
+    path.write_text(path.read_text() + "steps = 30\n")   # inside [systems.thermo]
+    assert {run.config.steps for run in plan(load_spec(path))} == {30}
+    assert {run.config.steps for run in plan(load_spec(path, budget={"steps": 7}))} == {7}
 
 
 @pytest.mark.parametrize("text, message", [
