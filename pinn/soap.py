@@ -140,7 +140,7 @@ def _eigenbasis(factor: torch.Tensor) -> torch.Tensor | None:
         except (torch.linalg.LinAlgError, RuntimeError):
             continue
         if bool(torch.isfinite(vecs).all()):  # first call only: a sync here is fine
-            return torch.flip(vecs, dims=(1,)).to(factor.dtype)
+            return torch.flip(vecs, dims=(1,)).to(factor.dtype).contiguous()
     warnings.warn(
         f"SOAP: eigh of a {n}x{n} Kronecker factor failed in every precision and with "
         "every jitter; that axis falls back to the identity basis.",
@@ -221,7 +221,9 @@ def _refresh_bases(state: dict) -> None:
         exp_avg_sq = exp_avg_sq.index_select(k, order)
         power = power.index_select(1, order)
         new_q, _ = torch.linalg.qr(power.to(_solver_dtype(power.dtype)))
-        bases[k] = new_q.to(q.dtype)
+        # QR's Q is column-major; one fixed layout keeps the matmul rounding (hence a
+        # resumed run) independent of how Q was stored and reloaded
+        bases[k] = new_q.to(q.dtype).contiguous()
     state["exp_avg_sq"] = exp_avg_sq
 
 

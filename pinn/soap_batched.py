@@ -78,7 +78,9 @@ def _refresh_runs(state: dict) -> None:
         exp_avg_sq = _permute_runs(exp_avg_sq, k + 1, order)
         power = _permute_runs(power, 2, order)
         new_q, _ = torch.linalg.qr(power.to(_solver_dtype(power.dtype)))
-        bases[k] = new_q.to(q.dtype)
+        # QR's Q is column-major; one fixed layout keeps the matmul rounding (hence a
+        # resumed run) independent of how Q was stored and reloaded
+        bases[k] = new_q.to(q.dtype).contiguous()
     state["exp_avg_sq"] = exp_avg_sq
 
 
@@ -87,7 +89,7 @@ def _eigenbasis_runs(factors: torch.Tensor) -> torch.Tensor:
     try:
         _, vecs = torch.linalg.eigh(factors.to(_solver_dtype(factors.dtype)))
         if bool(torch.isfinite(vecs).all()):  # first call only: a sync here is fine
-            return torch.flip(vecs, dims=(-1,)).to(factors.dtype)
+            return torch.flip(vecs, dims=(-1,)).to(factors.dtype).contiguous()
     except (torch.linalg.LinAlgError, RuntimeError):
         pass
     eye = torch.eye(factors.shape[-1], dtype=factors.dtype, device=factors.device)

@@ -177,7 +177,7 @@ def test_batched_soap_gn_follows_the_runs_one_by_one():
     null-space eigenvectors are arbitrary and a 1e-16 rounding difference in the gradient
     (batched vs single matmuls) picks another basis. The optimizers themselves agree to
     1e-12 on equal gradients (test_batched_soap_equals_separate_soaps); whole runs agree
-    statistically, not bitwise: measured final L2 differences <= 1.2e-3 relative (float64)."""
+    statistically, not bitwise: measured final L2 differences <= 3.1e-3 relative (float64)."""
     configs = [small(optimizer="soap", **run) for run in RUNS]
     alone = [train(config) for config in configs]
     together = train_batch(configs)
@@ -219,6 +219,22 @@ def test_batched_run_directories_are_single_run_directories(tmp_path):
     assert resumed.step == 40 and resumed.status == "completed"
     assert [row["step"] for row in resumed.history] == [0, 10, 20, 30, 40]
     assert single.status == "completed"
+
+
+def test_a_resumed_batch_continues_exactly(tmp_path):
+    """10 steps, checkpoint, resume to 20 == 20 steps straight (SOAP + GN state included)."""
+    def configs(name, steps):
+        return [small(steps=steps, eval_every=5, checkpoint_every=10, optimizer="soap",
+                      balance_every=5, run_dir=str(tmp_path / f"{name}{r}"), **run)
+                for r, run in enumerate(RUNS[:2])]
+
+    straight = train_batch(configs("straight", 20))
+    train_batch(configs("split", 10))
+    resumed = train_batch(configs("split", 20), resume=True)
+    for a, b in zip(straight, resumed):
+        assert b.step == 20 and len(b.history) == 5
+        assert [row["loss"] for row in a.history] == [row["loss"] for row in b.history]
+        assert a.final == b.final
 
 
 def test_a_batch_needs_compatible_configs():
