@@ -181,25 +181,31 @@ def _rotate(x: torch.Tensor, bases: list, forward: bool) -> torch.Tensor:
     return x
 
 
+def _accumulate_runs(g: torch.Tensor, factors: list, beta: float) -> None:
+    """F_k[r] <- beta F_k[r] + (1 - beta) (g[r] contracted with itself on every axis but k),
+    for a stack of R vectors (R, n) or matrices (R, m, n) and their stacked factors."""
+    alpha = 1.0 - beta
+    if g.dim() == 2:
+        if factors[0] is not None:
+            factors[0].baddbmm_(g.unsqueeze(2), g.unsqueeze(1), beta=beta, alpha=alpha)
+        return
+    fl, fr = factors
+    if fl is not None:
+        fl.baddbmm_(g, g.mT, beta=beta, alpha=alpha)
+    if fr is not None:
+        fr.baddbmm_(g.mT, g, beta=beta, alpha=alpha)
+
+
 def _accumulate_factors(g: torch.Tensor, factors: list, beta: float) -> None:
     """F_k <- beta F_k + (1 - beta) * (g contracted with itself on every axis but k)."""
+    if g.dim() <= 2:
+        # A stack of one run: the same baddbmm kernel, hence the same bits, as
+        # pinn.soap_batched.BatchedSOAP. Bitwise-equal factors matter: a rank-deficient
+        # factor's null-space eigenvectors are arbitrary, and any rounding difference
+        # picks another basis of that space.
+        _accumulate_runs(g[None], [None if f is None else f[None] for f in factors], beta)
+        return
     alpha = 1.0 - beta
-    # Ranks 1 and 2 go through baddbmm with a batch of one: the same kernel, hence the same
-    # bits, as pinn.soap_batched.BatchedSOAP for a stack of runs. Bitwise-equal factors
-    # matter: a rank-deficient factor's null-space eigenvectors are arbitrary, and any
-    # rounding difference picks another basis of that space.
-    if g.dim() == 2:
-        fl, fr = factors
-        if fl is not None:
-            fl.unsqueeze(0).baddbmm_(g.unsqueeze(0), g.mT.unsqueeze(0), beta=beta, alpha=alpha)
-        if fr is not None:
-            fr.unsqueeze(0).baddbmm_(g.mT.unsqueeze(0), g.unsqueeze(0), beta=beta, alpha=alpha)
-        return
-    if g.dim() == 1:
-        if factors[0] is not None:
-            factors[0].unsqueeze(0).baddbmm_(g[None, :, None], g[None, None, :],
-                                             beta=beta, alpha=alpha)
-        return
     axes = list(range(g.dim()))
     for k, f in enumerate(factors):
         if f is None:
@@ -328,6 +334,8 @@ class SOAP(Optimizer):
     # ------------------------------------------------------------------ helpers
     # The linear algebra of one tensor, as methods so that a subclass can replace it
     # (pinn.soap_batched.BatchedSOAP vectorises it over a leading run axis).
+    _run_axes = 0  # leading axes that index independent runs (BatchedSOAP: 1)
+
     def _rotate(self, x, bases, forward):
         return _rotate(x, bases, forward)
 
@@ -340,10 +348,9 @@ class SOAP(Optimizer):
     def _eigenbasis(self, factor):
         return _eigenbasis(factor)
 
-    @staticmethod
-    def _rms(d: torch.Tensor) -> torch.Tensor:
-        """Root mean square of an update direction (normalize_grads)."""
-        return d.square().mean().sqrt_()
+    def _rms(self, d: torch.Tensor) -> torch.Tensor:
+        """Root mean square of an update direction (normalize_grads), per run."""
+        return d.square().mean(dim=tuple(range(self._run_axes, d.dim())), keepdim=True).sqrt_()
 
     def _check_gradients(self) -> None:
         grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
@@ -377,13 +384,14 @@ class SOAP(Optimizer):
 
     def _init_state(self, p: torch.Tensor, g: torch.Tensor, group: dict, beta_s: float) -> None:
         state = self.state[p]
+        runs, shape = g.shape[:self._run_axes], g.shape[self._run_axes:]
         limit = group["max_precond_dim"]
-        if g.dim() == 1 and not group["precondition_1d"]:
+        if len(shape) == 1 and not group["precondition_1d"]:
             wanted = [False]
         else:
-            wanted = [1 < size <= limit for size in g.shape]
-        factors = [torch.zeros(size, size, dtype=g.dtype, device=g.device) if w else None
-                   for size, w in zip(g.shape, wanted)]
+            wanted = [1 < size <= limit for size in shape]
+        factors = [torch.zeros(*runs, size, size, dtype=g.dtype, device=g.device) if w else None
+                   for size, w in zip(shape, wanted)]
         self._accumulate_factors(g, factors, beta_s)
         state["step"] = 0
         state["exp_avg"] = torch.zeros_like(g, memory_format=torch.contiguous_format)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import torch
 
-from .soap import SOAP, _eigenbasis, _rotate_matrix, _solver_dtype
+from .soap import SOAP, _accumulate_runs, _eigenbasis, _rotate_matrix, _solver_dtype
 
 __all__ = ["BatchedSOAP"]
 
@@ -42,20 +42,6 @@ def _rotate_runs(x: torch.Tensor, bases: list, forward: bool) -> torch.Tensor:
             return x
         return ((q.mT if forward else q) @ x.unsqueeze(-1)).squeeze(-1)
     return _rotate_matrix(x, *bases, forward)
-
-
-def _accumulate_runs(g: torch.Tensor, factors: list, beta: float) -> None:
-    """F_k[r] <- beta F_k[r] + (1 - beta) (g[r] contracted with itself on every axis but k)."""
-    alpha = 1.0 - beta
-    if g.dim() == 2:
-        if factors[0] is not None:
-            factors[0].baddbmm_(g.unsqueeze(2), g.unsqueeze(1), beta=beta, alpha=alpha)
-        return
-    fl, fr = factors
-    if fl is not None:
-        fl.baddbmm_(g, g.mT, beta=beta, alpha=alpha)
-    if fr is not None:
-        fr.baddbmm_(g.mT, g, beta=beta, alpha=alpha)
 
 
 def _permute_runs(x: torch.Tensor, axis: int, order: torch.Tensor) -> torch.Tensor:
@@ -104,14 +90,11 @@ class BatchedSOAP(SOAP):
     have rank <= 2).
     """
 
+    _run_axes = 1
     _rotate = staticmethod(_rotate_runs)
     _accumulate_factors = staticmethod(_accumulate_runs)
     _refresh_bases = staticmethod(_refresh_runs)
     _eigenbasis = staticmethod(_eigenbasis_runs)
-
-    @staticmethod
-    def _rms(d: torch.Tensor) -> torch.Tensor:
-        return d.square().mean(dim=tuple(range(1, d.dim())), keepdim=True).sqrt_()
 
     @staticmethod
     def _work_shape(p: torch.Tensor, group: dict) -> tuple[int, ...]:
@@ -119,20 +102,3 @@ class BatchedSOAP(SOAP):
             raise ValueError(f"BatchedSOAP needs (runs, n) or (runs, m, n) parameters, got "
                              f"shape {tuple(p.shape)}")
         return tuple(p.shape)
-
-    def _init_state(self, p, g, group, beta_s) -> None:
-        state = self.state[p]
-        runs, shape = g.shape[0], g.shape[1:]
-        limit = group["max_precond_dim"]
-        if len(shape) == 1 and not group["precondition_1d"]:
-            wanted = [False]
-        else:
-            wanted = [1 < size <= limit for size in shape]
-        factors = [torch.zeros(runs, size, size, dtype=g.dtype, device=g.device) if w else None
-                   for size, w in zip(shape, wanted)]
-        self._accumulate_factors(g, factors, beta_s)
-        state["step"] = 0
-        state["exp_avg"] = torch.zeros_like(g, memory_format=torch.contiguous_format)
-        state["exp_avg_sq"] = torch.zeros_like(g, memory_format=torch.contiguous_format)
-        state["GG"] = factors
-        state["Q"] = [None if f is None else self._eigenbasis(f) for f in factors]
