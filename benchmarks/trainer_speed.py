@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pinn.config import DEVICES, DTYPES, TrainConfig  # noqa: E402
 from pinn.problems.base import autograd_derivatives  # noqa: E402
-from pinn.trainer import Trainer  # noqa: E402
+from pinn.trainer import Trainer, sync  # noqa: E402
 
 PATHS = {"analytic": contextlib.nullcontext, "autograd": autograd_derivatives}
 
@@ -65,20 +65,15 @@ def naive_step(trainer: Trainer) -> None:
     trainer.optimizer.step()
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_steps(trainer: Trainer, step, warmup: int, steps: int) -> float:
     """Seconds per step of ``step(trainer)`` after ``warmup`` untimed steps."""
     for _ in range(warmup):
         step(trainer)
-    _sync(trainer.device)
+    sync(trainer.device)
     start = time.perf_counter()
     for _ in range(steps):
         step(trainer)
-    _sync(trainer.device)
+    sync(trainer.device)
     return (time.perf_counter() - start) / steps
 
 

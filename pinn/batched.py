@@ -49,7 +49,15 @@ from .balancing import make_balancer
 from .config import TrainConfig
 from .problems.base import Field, field_derivatives
 from .stacked import StackedFieldNetworks
-from .trainer import CHECKPOINT, Trainer, TrainResult, make_optimizer, set_learning_rate
+from .trainer import (
+    Trainer,
+    TrainResult,
+    check_new_run_dir,
+    make_optimizer,
+    set_learning_rate,
+    sync,
+    term_gradients,
+)
 
 __all__ = ["BatchedTrainer", "train_batch", "batch_key", "PER_RUN_FIELDS",
            "stack_optimizer_state", "unstack_optimizer_state"]
@@ -180,12 +188,8 @@ class BatchedTrainer:
         self.step += 1
         losses = self.loss_terms()
         if self.balancer.due(self.step):
-            grads = []
-            for i in range(len(self.terms)):
-                g = torch.autograd.grad(losses[:, i].sum(), self.params, retain_graph=True,
-                                        allow_unused=True)
-                grads.append([torch.zeros_like(p) if gi is None else gi
-                              for p, gi in zip(self.params, g)])
+            grads = [term_gradients(losses[:, i].sum(), self.params)
+                     for i in range(len(self.terms))]
             self.balancer.update(self.step, grads)
         total = (self.balancer.weights * losses).sum()
         set_learning_rate(self.config, self.optimizer, self.step)
@@ -253,7 +257,7 @@ class BatchedTrainer:
                    disable=not config.progress, dynamic_ncols=True,
                    desc=f"{runs[0].case.name} x{len(runs)}")
         try:
-            _sync(self.device)
+            sync(self.device)
             interval_start = time.perf_counter()
             while any(active) and self.step < config.steps:
                 self.train_step()
@@ -264,7 +268,7 @@ class BatchedTrainer:
                     config.checkpoint_every > 0 and step % config.checkpoint_every == 0)
                 if not (is_eval or is_ckpt):
                     continue
-                _sync(self.device)
+                sync(self.device)
                 elapsed = time.perf_counter() - interval_start
                 session_seconds += elapsed
                 training = [r for r in range(len(runs)) if active[r]]
@@ -297,22 +301,13 @@ class BatchedTrainer:
         return results
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def train_batch(configs: Sequence[TrainConfig], *, resume: bool = False,
                 problems=None) -> list[TrainResult]:
     """Train the runs of ``configs`` together (see the module docstring); returns one
     :class:`TrainResult` per config, in order, as :func:`pinn.trainer.train` would."""
-    from pathlib import Path
-
     if not resume:
         for config in configs:
-            if config.run_dir and (Path(config.run_dir) / CHECKPOINT).exists():
-                raise ValueError(f"{config.run_dir} already holds a run (its {CHECKPOINT}); "
-                                 "resume it or choose another run_dir")
+            check_new_run_dir(config)
     trainer = BatchedTrainer(configs, problems=problems)
     if resume:
         trainer.resume()

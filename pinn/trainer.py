@@ -210,18 +210,14 @@ class Trainer:
         self.run_dir = Path(config.run_dir) if config.run_dir else None
 
     # --- one step ---------------------------------------------------------------------
-    def term_gradients(self, loss: torch.Tensor) -> list[torch.Tensor]:
-        """grad_theta of one loss term, one tensor per parameter (zeros where unused)."""
-        grads = torch.autograd.grad(loss, self.params, retain_graph=True, allow_unused=True)
-        return [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads)]
-
     def train_step(self) -> torch.Tensor:
         """One optimizer step; returns the loss terms (a tensor, not read back)."""
         self.step += 1
         terms = self.problem.loss_terms(self.model)
         losses = torch.stack(list(terms.values()))
         if self.balancer.due(self.step):
-            self.balancer.update(self.step, [self.term_gradients(loss) for loss in terms.values()])
+            self.balancer.update(self.step, [term_gradients(loss, self.params)
+                                             for loss in terms.values()])
         total = torch.dot(self.balancer.weights, losses)
         set_learning_rate(self.config, self.optimizer, self.step)
         self.optimizer.zero_grad(set_to_none=True)
@@ -407,10 +403,6 @@ class Trainer:
                      f"+{self.config.balancing}")
 
     # --- the loop ---------------------------------------------------------------------
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
     def run(self) -> TrainResult:
         config = self.config
         self._start_run_dir()
@@ -427,7 +419,7 @@ class Trainer:
         try:
             # Time whole intervals between evaluations: the device is synchronised only at
             # their ends, never inside a plain step.
-            self._sync()
+            sync(self.device)
             interval_start = time.perf_counter()
             while status == "completed" and self.step < config.steps:
                 try:
@@ -445,7 +437,7 @@ class Trainer:
                     or (config.checkpoint_every > 0 and step % config.checkpoint_every == 0))
                 if not (is_eval or is_ckpt):
                     continue
-                self._sync()
+                sync(self.device)
                 elapsed = time.perf_counter() - interval_start
                 self.train_seconds += elapsed
                 session_seconds += elapsed
@@ -481,10 +473,28 @@ def train(config: TrainConfig, *, resume: bool = False, problem=None) -> TrainRe
     (not an exception), so that sweeps record it as a result. Bad config values raise
     ``ValueError`` before anything is built.
     """
-    if not resume and config.run_dir and (Path(config.run_dir) / CHECKPOINT).exists():
-        raise ValueError(f"{config.run_dir} already holds a run (its {CHECKPOINT}); resume it "
-                         "or choose another run_dir")
+    if not resume:
+        check_new_run_dir(config)
     trainer = Trainer(config, problem=problem)
     if resume:
         trainer.resume()
     return trainer.run()
+
+
+def check_new_run_dir(config: TrainConfig) -> None:
+    """A fresh run must not overwrite another run's checkpoint."""
+    if config.run_dir and (Path(config.run_dir) / CHECKPOINT).exists():
+        raise ValueError(f"{config.run_dir} already holds a run (its {CHECKPOINT}); resume it "
+                         "or choose another run_dir")
+
+
+def term_gradients(loss: torch.Tensor, params: list) -> list[torch.Tensor]:
+    """grad_theta of one loss term, one tensor per parameter (zeros where unused)."""
+    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (timings); nothing to do on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
