@@ -31,16 +31,15 @@ def train_command(subparsers) -> None:
         from .checkpoint import CheckpointError
         from .trainer import CONFIG, train
 
-        given = {key: value for key, value in vars(args).items() if key not in ("run", "resume")}
         try:
             base = None
             if args.resume:
-                if "run_dir" not in given:
+                if getattr(args, "run_dir", None) is None:
                     raise ValueError("--resume needs --run-dir (the folder of the run to continue)")
-                stored = Path(given["run_dir"]) / CONFIG
+                stored = Path(args.run_dir) / CONFIG
                 if stored.is_file():
                     base = cfg.TrainConfig.from_dict(json.loads(stored.read_text()))
-            config = cfg.from_args(argparse.Namespace(**given), base)
+            config = cfg.from_args(args, base)
             result = train(config, resume=args.resume)
         except (ValueError, CheckpointError) as error:
             parser.error(str(error))

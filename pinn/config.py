@@ -253,21 +253,16 @@ def add_arguments(parser) -> None:
 def from_args(args, base: TrainConfig | None = None) -> TrainConfig:
     """A config from parsed :func:`add_arguments` options, on top of ``base`` (default:
     the defaults). Raises ``ValueError`` for bad values."""
-    from reference.cases import get_case
+    from reference.cases import CASES, get_case
 
     data = (base or TrainConfig()).to_dict()
     given = vars(args)
-    keys = [f.name for f in dataclasses.fields(TrainConfig)
-            if f.name not in ("case_params",)]
     changed_case = "case" in given and given["case"] != data["case"]
-    for key in keys:
-        if key in given:
-            data[key] = given[key]
+    data.update({f.name: given[f.name] for f in dataclasses.fields(TrainConfig)
+                 if f.name in given and f.name != "case_params"})
     params = {} if changed_case else dict(data["case_params"])
     params.update(dict(given.get("param", [])))
     if "coupling" in given:
-        from reference.cases import CASES
-
         params[CASES[data["case"]].coupling] = given["coupling"]
     get_case(data["case"], **params)  # a bad parameter fails here, naming the valid ones
     data["case_params"] = params
