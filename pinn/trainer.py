@@ -195,7 +195,6 @@ class Trainer:
         self.balancer = make_balancer(config.balancing, self.terms, config.balance_every,
                                       reference=reference or None, dtype=self.dtype,
                                       device=self.device)
-        self.eval_points = self.problem.evaluation_points()
 
         self.step = 0
         self.history: list[dict] = []
@@ -243,9 +242,7 @@ class Trainer:
         losses = torch.stack([value.detach() for value in terms.values()])
         weights = self.balancer.weights
         values = torch.cat([losses, weights, torch.dot(weights, losses)[None]]).tolist()
-        with torch.no_grad():
-            pred = self.model(self.eval_points)
-        l2 = self.problem.relative_l2(pred)
+        l2 = self.problem.score(self.model)
         n = len(self.terms)
         row = {"step": self.step, "loss": math.fsum(values[:n]), "weighted_loss": values[-1]}
         row.update({f"loss_{name}": v for name, v in zip(self.terms, values[:n])})

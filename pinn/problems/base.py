@@ -185,6 +185,7 @@ class Problem:
         self.setup()
         self._grid = None
         self._reference = None
+        self._evaluation_points = None
 
     # --- for subclasses ---------------------------------------------------------------
     def sample(self, n: int, generator: torch.Generator):
@@ -261,8 +262,10 @@ class Problem:
         return np.stack([x.ravel(), y.ravel()], axis=1)
 
     def evaluation_points(self) -> torch.Tensor:
-        """The grid points (M, dim); in 2D flattened in (y, x) C-order."""
-        return self.tensor(self._grid_points())
+        """The grid points (M, dim); in 2D flattened in (y, x) C-order (built once)."""
+        if self._evaluation_points is None:
+            self._evaluation_points = self.tensor(self._grid_points())
+        return self._evaluation_points
 
     @property
     def scored_fields(self) -> tuple[str, ...]:
