@@ -4,15 +4,15 @@
 import pytest
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def parallel_values():
     import fem_problems
 
-    return fem_problems._parallel_run()
+    return fem_problems.parallel_run()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def serial_values():
     import fem_problems
 
-    return fem_problems._serial_run()
+    return fem_problems.serial_run()

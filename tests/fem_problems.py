@@ -1,7 +1,6 @@
 """Small DOLFINx problems with known solutions, shared by the serial tests and the
 ``mpirun -n 2`` script (tests/fem_parallel_script.py)."""
 
-import functools
 import sys
 from pathlib import Path
 
@@ -15,8 +14,11 @@ from reference.fem import compat, eof
 from reference.fem.meshes import channel_mesh_spec
 from reference.mpirun import mpirun
 
-#: Evaluation points (fixed, so every rank and every run uses the same ones).
-POINTS = np.random.default_rng(7).uniform(0.0, 1.0, size=(40, 2))
+#: Evaluation points (fixed, so every rank and every run uses the same ones): random ones,
+#: and a 7 x 7 lattice on the vertices of the 6 x 6 meshes (points that several ranks'
+#: cells share, where the parallel evaluation must count each point once).
+_LATTICE = np.stack(np.meshgrid(np.linspace(0, 1, 7), np.linspace(0, 1, 7)), -1).reshape(-1, 2)
+POINTS = np.concatenate([np.random.default_rng(7).uniform(0.0, 1.0, size=(40, 2)), _LATTICE])
 
 
 def _boundary_dofs(V, msh, where=lambda x: np.full(x.shape[1], True)):
@@ -79,7 +81,7 @@ def stokes_taylor_hood(comm, n=4):
 
 
 def small_patch(comm, Pe=10.0):
-    """eof-patch on a 16 x 16 mesh (coarse: for comparisons, not accuracy)."""
+    """eof-patch on a coarse mesh (tolerance 1e-2: for comparisons, not accuracy)."""
     case = get_case("eof-patch", Pe=Pe)
     spec = channel_mesh_spec(case, tolerance=1e-2)
     return eof.solve(case, spec, comm)
@@ -101,12 +103,12 @@ def all_values(comm=MPI.COMM_WORLD) -> dict:
     for name, v in solution.evaluate(points).items():
         values[f"patch_{name}"] = v
     values["patch_dofs"] = np.array(solution.stats["dofs"])
+    values["mpi_size"] = np.array(comm.size)
     return values
 
 
-@functools.lru_cache(maxsize=None)
-def _parallel_run() -> dict:
-    """tests/fem_parallel_script.py under ``mpirun -n 2`` (once per test session)."""
+def parallel_run() -> dict:
+    """tests/fem_parallel_script.py under ``mpirun -n 2``."""
     import tempfile
 
     here = Path(__file__).resolve().parent
@@ -118,6 +120,5 @@ def _parallel_run() -> dict:
         return dict(np.load(out))
 
 
-@functools.lru_cache(maxsize=None)
-def _serial_run() -> dict:
+def serial_run() -> dict:
     return all_values(MPI.COMM_SELF)

@@ -64,6 +64,11 @@ def test_bad_input_raises_value_error():
 
 
 @pytest.mark.mpi
+def test_the_parallel_run_has_two_ranks(parallel_values, serial_values):
+    assert int(parallel_values["mpi_size"]) == 2 and int(serial_values["mpi_size"]) == 1
+
+
+@pytest.mark.mpi
 @pytest.mark.parametrize("name", ["poisson", "newton", "stokes_u", "stokes_p"])
 def test_two_ranks_agree_with_serial(name, parallel_values, serial_values):
     assert parallel_values[name].shape == serial_values[name].shape
