@@ -1,4 +1,4 @@
-"""Command line: ``python -m reference generate CASE [--eps 0.1 --Pe 10 ...] [--all] [--out data/]``.
+"""Command line: ``python -m reference generate CASE [--eps 0.1 --Pe 10 ...] [--all] [--out FOLDER]``.
 
 Generates finite-element reference files (serial, or in parallel under ``mpirun -n N``).
 ``--all`` generates every case of every sweep that has a finite-element reference.
@@ -12,9 +12,7 @@ import argparse
 import logging
 import sys
 
-from reference.cases import CASES, get_case, sweep
-
-FE_CASES = ("eof-straight", "eof-patch", "npp")   # the same list as reference.fem.generate
+from reference.cases import CASES, FE_CASES, get_case, sweep
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("case", nargs="?", help=f"one of {list(FE_CASES)}")
     gen.add_argument("--all", action="store_true",
                      help="every case of every sweep with a finite-element reference")
-    gen.add_argument("--out", default="data", help="output folder (default: data)")
+    gen.add_argument("--out", default=None, help="output folder (default: the project's data/)")
     gen.add_argument("--quiet", action="store_true", help="no log line per Newton step")
     return parser
 

@@ -29,6 +29,7 @@ __all__ = [
     "AsymmetricReactionDiffusion",
     "ElectroosmoticPatch",
     "CASES",
+    "FE_CASES",
     "get_case",
     "sweep",
 ]
@@ -379,6 +380,10 @@ CASES: dict[str, type[Case]] = {
         ElectroosmoticPatch,
     )
 }
+
+
+#: The cases with a finite-element reference (reference.fem.generate writes them).
+FE_CASES = ("eof-straight", "eof-patch", "npp")
 
 
 def get_case(name: str, **params) -> Case:

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from reference import store  # noqa: E402
 from reference.cases import sweep  # noqa: E402
 
-IMG = Path("docs/cases/img")
+IMG = Path(__file__).resolve().parent.parent / "docs" / "cases" / "img"
 
 
 def straight():

@@ -28,15 +28,14 @@ from dolfinx import fem
 from mpi4py import MPI
 
 from reference import store
-from reference.cases import get_case
+from reference.cases import FE_CASES, get_case
 from reference.exact import channel_profile, npp_profile
 from reference.fem import compat, eof, mms, npp
 from reference.fem.meshes import channel_mesh_spec, triangulation
 
-__all__ = ["FE_CASES", "generate", "versions", "weighted_l2"]
+__all__ = ["generate", "versions", "weighted_l2"]
 
 log = logging.getLogger("reference.fem")
-FE_CASES = ("eof-straight", "eof-patch", "npp")
 SECTIONS = 11
 #: L2 orders of the discretisation for smooth solutions (P2 phi, c+-; P3 u, v; P2 p).
 NOMINAL_ORDER = {"phi": 3, "c_plus": 3, "c_minus": 3, "u": 4, "v": 4, "p": 3}
@@ -217,9 +216,10 @@ def _npp(case, comm):
                 verification=checks)
 
 
-def generate(case, out="data", comm=MPI.COMM_WORLD, write: bool = True):
+def generate(case, out=None, comm=MPI.COMM_WORLD, write: bool = True):
     """Solve and verify ``case``; on rank 0 write ``<out>/<case.label>.h5`` (when
-    ``write``) and return (path or None, record); other ranks return (None, None)."""
+    ``write``; ``out`` defaults to the project's data/ folder, where readers look) and
+    return (path or None, record); other ranks return (None, None)."""
     if case.name not in FE_CASES:
         raise ValueError(f"no finite-element reference for case {case.name!r}; "
                          f"cases with one: {list(FE_CASES)}")
