@@ -27,6 +27,11 @@ def test_straight_channel_matches_the_exact_profile(eps):
     assert max(checks["symmetry_max_abs"].values()) < 1e-10
     assert checks["min_concentration"]["c_plus"] == pytest.approx(np.exp(-case.zeta), rel=1e-9)
     assert checks["flow_rate"]["relative_variation"] < 1e-8
+    # and the rate itself is that of the exact profile, int_0^1 u dy (Simpson, fine grid)
+    y = np.linspace(0.0, 1.0, 20001)
+    u = channel_profile(case, y)["u"]
+    exact_rate = (y[1] - y[0]) / 3 * (u[0] + u[-1] + 4 * u[1:-1:2].sum() + 2 * u[2:-1:2].sum())
+    np.testing.assert_allclose(checks["flow_rate"]["Q"], exact_rate, rtol=1e-6)
     assert max(checks["ion_flux_relative"].values()) < 1e-3
     # the MMS orders of the family travel with every file
     rates = checks["mms"]["rates"]

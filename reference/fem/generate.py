@@ -125,7 +125,7 @@ def _eof(case, comm):
     mesh = triangulation(spec)
     mesh_fields = solution.evaluate(mesh["vertices"], root=0)
     flow = _flow_rates(solution, spec)
-    fluxes = _ion_fluxes(solution)
+    fluxes = _ion_fluxes(solution) if case.straight else None  # stored for the straight channel
     checks = {"mms": _mms_record(comm), "mesh": spec.as_dict()}
 
     extra = {}
@@ -198,8 +198,7 @@ def _npp(case, comm):
     grid = store.evaluation_grid(case)
     fields = solution.evaluate(grid["x"], root=0)
     n, beta = solution.stats["cells"], solution.stats["beta"]
-    s = np.linspace(0.0, 1.0, n + 1)
-    vertices = case.length * (1.0 - np.tanh(beta * (1.0 - s)) / math.tanh(beta))
+    vertices = npp.graded_points(np.linspace(0.0, 1.0, n + 1), case.length, beta)
     mesh_fields = solution.evaluate(vertices, root=0)
     if comm.rank != 0:
         return None

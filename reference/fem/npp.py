@@ -34,11 +34,16 @@ log = logging.getLogger("reference.fem")
 C_PLUS, C_MINUS, PHI = range(3)
 
 
+def graded_points(s, length: float, beta: float) -> np.ndarray:
+    """x(s) = length (1 - tanh(beta (1 - s)) / tanh(beta)): [0, 1] onto [0, length],
+    clustered towards x = 0 (strength beta)."""
+    return length * (1.0 - np.tanh(beta * (1.0 - np.asarray(s))) / math.tanh(beta))
+
+
 def graded_interval(comm, n: int, length: float, beta: float):
-    """Interval mesh of [0, length], n cells clustered towards x = 0 (strength beta)."""
+    """Interval mesh of [0, length], n cells placed by :func:`graded_points`."""
     msh = compat.create_interval(comm, n, (0.0, 1.0))
-    s = msh.geometry.x[:, 0].copy()
-    msh.geometry.x[:, 0] = length * (1.0 - np.tanh(beta * (1.0 - s)) / math.tanh(beta))
+    msh.geometry.x[:, 0] = graded_points(msh.geometry.x[:, 0].copy(), length, beta)
     return msh
 
 
