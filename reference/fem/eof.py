@@ -119,7 +119,7 @@ def _on(coordinate: int, value: float):
     return lambda x: np.isclose(x[coordinate], value)
 
 
-def _dirichlet(W, msh, index: int, where, values: Callable):
+def dirichlet(W, msh, index: int, where, values: Callable):
     """Dirichlet condition on sub-space ``index`` at the boundary facets ``where`` selects;
     ``values(x)`` gives the data at points x (shape (n,) or (gdim, n))."""
     fdim = msh.topology.dim - 1
@@ -137,17 +137,17 @@ def boundary_conditions(case, W, msh) -> list:
     for wall, y_wall in (("bottom", 0.0), ("top", 1.0)):
         zeta = lambda x, wall=wall: case.wall_zeta(x[0], wall, exp=np.exp)
         where = _on(1, y_wall)
-        bcs += [_dirichlet(W, msh, PHI, where, zeta),
-                _dirichlet(W, msh, C_PLUS, where, lambda x, z=zeta: np.exp(-z(x))),
-                _dirichlet(W, msh, C_MINUS, where, lambda x, z=zeta: np.exp(z(x))),
-                _dirichlet(W, msh, VELOCITY, where, lambda x: np.zeros((2, x.shape[1])))]
+        bcs += [dirichlet(W, msh, PHI, where, zeta),
+                dirichlet(W, msh, C_PLUS, where, lambda x, z=zeta: np.exp(-z(x))),
+                dirichlet(W, msh, C_MINUS, where, lambda x, z=zeta: np.exp(z(x))),
+                dirichlet(W, msh, VELOCITY, where, lambda x: np.zeros((2, x.shape[1])))]
     if case.sides == "developed":
         ends = lambda x: np.isclose(x[0], 0.0) | np.isclose(x[0], case.length)
         profile = lambda x: channel_profile(case, x[1])
-        bcs += [_dirichlet(W, msh, PHI, ends, lambda x: profile(x)["phi"]),
-                _dirichlet(W, msh, C_PLUS, ends, lambda x: profile(x)["c_plus"]),
-                _dirichlet(W, msh, C_MINUS, ends, lambda x: profile(x)["c_minus"]),
-                _dirichlet(W, msh, VELOCITY, ends,
+        bcs += [dirichlet(W, msh, PHI, ends, lambda x: profile(x)["phi"]),
+                dirichlet(W, msh, C_PLUS, ends, lambda x: profile(x)["c_plus"]),
+                dirichlet(W, msh, C_MINUS, ends, lambda x: profile(x)["c_minus"]),
+                dirichlet(W, msh, VELOCITY, ends,
                            lambda x: np.vstack([profile(x)["u"], np.zeros(x.shape[1])]))]
         bcs.append(pressure_gauge(W, lambda x: np.zeros(x.shape[1])))
     return bcs
@@ -211,7 +211,9 @@ class EOFSolution:
         return {name: values[name] for name in ("phi", "c_plus", "c_minus", "u", "v", "p")}
 
 
-def _newton(case, w, bcs, sources, label: str) -> tuple[int, bool, list[float]]:
+def newton(F, w, bcs, label: str) -> tuple[int, bool, list[float]]:
+    """Newton (MUMPS) on the residual form F for w, a log line per step; returns
+    (iterations, converged, residual norms), converged only with finite residuals."""
     residuals: list[float] = []
     comm = w.function_space.mesh.comm
 
@@ -220,7 +222,6 @@ def _newton(case, w, bcs, sources, label: str) -> tuple[int, bool, list[float]]:
         if comm.rank == 0:
             log.info("%s Newton %d: |F| = %.3e", label, k, norm)
 
-    F = weak_residual(case, w, sources)
     iterations, converged = compat.newton_solve(F, w, bcs, atol=ATOL, rtol=RTOL,
                                                 max_it=MAX_IT, monitor=monitor)
     converged = converged and all(math.isfinite(r) for r in residuals)
@@ -263,7 +264,8 @@ def solve(case, spec: ChannelMesh | None = None, comm=MPI.COMM_WORLD, *, msh=Non
     boundary = make_bcs(W, msh)
     set_fields(w, guess or profile_guess(case))
 
-    iterations, converged, residuals = _newton(case, w, boundary, sources, case.label)
+    iterations, converged, residuals = newton(weak_residual(case, w, sources), w, boundary,
+                                               case.label)
     history = [{"params": {case.coupling: case.coupling_value}, "iterations": iterations,
                 "residuals": residuals}]
     if not converged:
@@ -275,8 +277,8 @@ def solve(case, spec: ChannelMesh | None = None, comm=MPI.COMM_WORLD, *, msh=Non
             # The Dirichlet data of a step differ only where the case does (eps, Pe enter
             # the profile and the equations), so the step's own conditions are used.
             step_bcs = (lambda W, msh, s=step: boundary_conditions(s, W, msh)) if bcs is None else make_bcs
-            iterations, converged, residuals = _newton(step, w, step_bcs(W, msh), sources,
-                                                       step.label)
+            iterations, converged, residuals = newton(weak_residual(step, w, sources), w,
+                                                      step_bcs(W, msh), step.label)
             history.append({"params": {"eps": step.eps, "Pe": step.Pe},
                             "iterations": iterations, "residuals": residuals})
             if not converged:

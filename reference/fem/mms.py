@@ -62,10 +62,10 @@ def solve_manufactured(case, n: int, comm=MPI.COMM_WORLD) -> eof.EOFSolution:
     everywhere = lambda x: np.full(x.shape[1], True)
 
     def bcs(W, msh):
-        return [eof._dirichlet(W, msh, eof.PHI, everywhere, numpy_exact("phi")),
-                eof._dirichlet(W, msh, eof.C_PLUS, everywhere, numpy_exact("c_plus")),
-                eof._dirichlet(W, msh, eof.C_MINUS, everywhere, numpy_exact("c_minus")),
-                eof._dirichlet(W, msh, eof.VELOCITY, everywhere, vector),
+        return [eof.dirichlet(W, msh, eof.PHI, everywhere, numpy_exact("phi")),
+                eof.dirichlet(W, msh, eof.C_PLUS, everywhere, numpy_exact("c_plus")),
+                eof.dirichlet(W, msh, eof.C_MINUS, everywhere, numpy_exact("c_minus")),
+                eof.dirichlet(W, msh, eof.VELOCITY, everywhere, vector),
                 eof.pressure_gauge(W, numpy_exact("p"))]
 
     guess = {eof.PHI: lambda x: np.zeros(x.shape[1]), eof.C_PLUS: lambda x: np.ones(x.shape[1]),

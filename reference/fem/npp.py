@@ -22,11 +22,11 @@ import time
 
 import numpy as np
 import ufl
-from dolfinx import fem, mesh
+from dolfinx import fem
 from mpi4py import MPI
 
 from reference.fem import compat
-from reference.fem.eof import ATOL, MAX_IT, RTOL, SolverError
+from reference.fem.eof import ATOL, RTOL, SolverError, dirichlet, newton, set_fields
 
 __all__ = ["NPPSolution", "solve", "graded_interval"]
 
@@ -83,31 +83,14 @@ def solve(case, n: int | None = None, beta: float = 2.0, comm=MPI.COMM_WORLD) ->
          + case.eps**2 * inner(grad(phi), grad(q)) - (c_plus - c_minus) * q) * dx
 
     guess = lambda x: case.zeta * np.exp(-x[0] / debye)
-    values = {C_PLUS: lambda x: np.exp(-guess(x)), C_MINUS: lambda x: np.exp(guess(x)),
-              PHI: guess}
-    bcs = []
-    for index, f in values.items():
-        V, dofs = W.sub(index).collapse()
-        g = fem.Function(V)
-        g.interpolate(f)
-        w.x.array[dofs] = g.x.array
-        for end, value in ((0.0, f(np.array([[0.0]]))[0]), (case.length, [1.0, 1.0, 0.0][index])):
-            data = fem.Function(V)
-            data.x.array[:] = value
-            facets = mesh.locate_entities_boundary(msh, 0, lambda x, e=end: np.isclose(x[0], e))
-            bc_dofs = fem.locate_dofs_topological((W.sub(index), V), 0, facets)
-            bcs.append(fem.dirichletbc(data, bc_dofs, W.sub(index)))
-    w.x.scatter_forward()
-
-    residuals: list[float] = []
-
-    def monitor(k, norm):
-        residuals.append(float(norm))
-        if comm.rank == 0:
-            log.info("%s Newton %d: |F| = %.3e", case.label, k, norm)
-
-    iterations, converged = compat.newton_solve(F, w, bcs, atol=ATOL, rtol=RTOL, max_it=MAX_IT,
-                                                monitor=monitor)
+    set_fields(w, {C_PLUS: lambda x: np.exp(-guess(x)), C_MINUS: lambda x: np.exp(guess(x)),
+                   PHI: guess})
+    ends = {0.0: {PHI: case.zeta, C_PLUS: math.exp(-case.zeta), C_MINUS: math.exp(case.zeta)},
+            case.length: {PHI: 0.0, C_PLUS: 1.0, C_MINUS: 1.0}}
+    bcs = [dirichlet(W, msh, index, lambda x, e=end: np.isclose(x[0], e),
+                      lambda x, v=value: np.full(x.shape[1], v))
+           for end, values in ends.items() for index, value in values.items()]
+    iterations, converged, residuals = newton(F, w, bcs, case.label)
     if not converged:
         raise SolverError(f"Newton did not converge for case {case.label} (eps={case.eps:g}): "
                           f"last residual {residuals[-1] if residuals else float('nan'):.3e}")
