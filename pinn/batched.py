@@ -202,17 +202,17 @@ class BatchedTrainer:
         return detached
 
     # --- per-run views of the batch state ---------------------------------------------
-    def sync_run(self, r: int, *, optimizer: bool = False) -> Trainer:
-        """Copy run r's slice of the batch into its trainer (optimizer state on request)."""
+    def sync_run(self, r: int, *, optimizer_state: dict | None = None) -> Trainer:
+        """Copy run r's slice of the batch into its trainer, and its slice of
+        ``optimizer_state`` (the batch optimizer's state_dict) when given."""
         trainer = self.runs[r]
         self.model.unstack_into(r, trainer.model)
         trainer.balancer.weights = self.balancer.weights[r].clone()
         trainer.balancer.updates = self.balancer.updates
         trainer.step = self.step
         trainer._first_bad = self._first_bad[r].clone()
-        if optimizer:
-            trainer.optimizer.load_state_dict(
-                unstack_optimizer_state(self.optimizer.state_dict(), r))
+        if optimizer_state is not None:
+            trainer.optimizer.load_state_dict(unstack_optimizer_state(optimizer_state, r))
         return trainer
 
     def resume(self) -> None:
@@ -274,8 +274,10 @@ class BatchedTrainer:
                 training = [r for r in range(len(runs)) if active[r]]
                 for r in training:
                     runs[r].train_seconds += elapsed / len(training)
+                stacked_state = self.optimizer.state_dict() if is_ckpt else None
                 for r in training:
-                    trainer = self.sync_run(r, optimizer=is_ckpt and runs[r].run_dir is not None)
+                    trainer = self.sync_run(
+                        r, optimizer_state=stacked_state if runs[r].run_dir is not None else None)
                     problem = trainer._evaluate_and_check() if is_eval else trainer.divergence()
                     if problem is not None and not is_eval:
                         trainer._set_nan_final()

@@ -73,7 +73,7 @@ class StackedMLP(nn.Module):
         """``x`` (R N, in_dim), row block r for run r -> (R N, out_dim)."""
         if x.shape[0] % self.runs:
             raise ValueError(f"{x.shape[0]} rows do not split into {self.runs} equal run blocks")
-        h = ((x - self.center) / self.half_width).reshape(self.runs, -1, self.in_dim)
+        h = self.normalize(x).reshape(self.runs, -1, self.in_dim)
         last = len(self.layers) - 1
         for k, layer in enumerate(self.layers):
             h = torch.baddbmm(layer.bias.unsqueeze(1), h, layer.weight.transpose(1, 2))
@@ -126,11 +126,12 @@ class StackedMLP(nn.Module):
         return value, grad, second
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """The affine input map of the domain onto [-1, 1] (shared by all runs)."""
         return (x - self.center) / self.half_width
 
     def forward_run(self, r: int, x: torch.Tensor) -> torch.Tensor:
         """Run r alone on ``x`` (N, in_dim) -> (N, out_dim)."""
-        h = (x - self.center) / self.half_width
+        h = self.normalize(x)
         last = len(self.layers) - 1
         for k, layer in enumerate(self.layers):
             h = torch.nn.functional.linear(h, layer.weight[r], layer.bias[r])
