@@ -336,7 +336,7 @@ def analyze(jac: StackedJacobian, rtol: float = DEFAULT_RTOL, spectra: bool = Fa
         Js = jac.block(s).to(torch.float64)
         top = float(torch.linalg.svdvals(Js)[0]) if Js.numel() else 0.0
         row_norm = Js.norm(dim=1)
-        influenced = row_norm > ROW_TOL * row_norm.max() if top > 0 else row_norm < 0
+        influenced = row_norm > ROW_TOL * row_norm.max()  # all False for a zero block
         influence += influenced.to(torch.int64)
         basis, rank = _range_basis(Js, row_norm, influenced, rtol)
         bases.append(basis)

@@ -95,3 +95,24 @@ def test_state_dict_round_trip_and_mismatch():
 def test_bad_arguments(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("scheme", ["gn", "lra"])
+def test_batched_rows_are_the_single_run_weights(scheme):
+    """runs = R: row r of the weights is what a balancer of run r alone computes. Run r's
+    gradients are GRADS scaled per term (so each run has its own weights), stacked on a
+    leading run axis as pinn.batched passes them."""
+    terms = ["a", "b", "c"]
+    scales = [(1.0, 1.0, 1.0), (2.0, 0.5, 3.0)]
+    per_run = [[[s * g for g in term] for s, term in zip(scale, GRADS)] for scale in scales]
+    options = dict(every=1, reference=["a"], dtype=D)
+    batched = make_balancer(scheme, terms, runs=len(scales), **options)
+    singles = [make_balancer(scheme, terms, **options) for _ in scales]
+    for step in (1, 2):
+        batched.update(step, [[torch.stack([run[i][p] for run in per_run]) for p in range(2)]
+                              for i in range(len(terms))])
+        for single, grads in zip(singles, per_run):
+            single.update(step, grads)
+    assert not torch.equal(singles[0].weights, singles[1].weights)
+    for r, single in enumerate(singles):
+        torch.testing.assert_close(batched.weights[r], single.weights, rtol=1e-15, atol=0)
