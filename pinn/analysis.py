@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from reference import store
 from reference.cases import get_case
 
 __all__ = ["error_fields", "load_model", "plot_error_fields"]
@@ -73,12 +74,7 @@ def error_fields(model_or_run, reference: xr.Dataset, band: float = 5.0) -> xr.D
     case = get_case(reference.attrs["case"], **_case_params(reference.attrs["params"]))
     fields = [name for name in case.fields if name in reference]
     dims = reference[fields[0]].dims
-    if dims == ("y", "x"):
-        y, x = np.meshgrid(reference["y"].values, reference["x"].values, indexing="ij")
-        points = np.stack([x.ravel(), y.ravel()], axis=1)
-    else:
-        points = reference["x"].values[:, None]
-    pred = _predict(model, points)
+    pred = _predict(model, store.grid_points(reference))
     missing = [name for name in fields if name not in pred]
     if missing:
         raise ValueError(f"the model does not produce the field(s) {missing} of {case.name}")

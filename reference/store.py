@@ -38,6 +38,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "ReferenceError",
     "evaluation_grid",
+    "grid_points",
     "reference_path",
     "write_reference",
     "open_reference",
@@ -107,6 +108,17 @@ def evaluation_grid(case) -> dict[str, np.ndarray]:
     y = y0 + (y1 - y0) * _graded(ny, beta)
     weight = np.outer(_trapezoid_weights(y), _trapezoid_weights(x))
     return {"x": x, "y": y, "weight": weight}
+
+
+def grid_points(grid) -> np.ndarray:
+    """The points of an evaluation grid (a dict of :func:`evaluation_grid` or the Dataset of
+    :func:`open_reference`) as an (M, dim) array; in 2D (x, y) pairs flattened in the
+    (y, x) C-order of the stored fields, so ``field.ravel()`` lines up with them."""
+    x = np.asarray(grid["x"], dtype=float)
+    if "y" not in grid:
+        return x[:, None]
+    yy, xx = np.meshgrid(np.asarray(grid["y"], dtype=float), x, indexing="ij")
+    return np.column_stack([xx.ravel(), yy.ravel()])
 
 
 def reference_path(case, root: str | os.PathLike | None = None) -> Path:

@@ -255,11 +255,7 @@ class Problem:
         return self._grid
 
     def _grid_points(self) -> np.ndarray:
-        grid = self.grid
-        if "y" not in grid:
-            return grid["x"][:, None]
-        y, x = np.meshgrid(grid["y"], grid["x"], indexing="ij")  # (ny, nx), C-order (y, x)
-        return np.stack([x.ravel(), y.ravel()], axis=1)
+        return store.grid_points(self.grid)
 
     def evaluation_points(self) -> torch.Tensor:
         """The grid points (M, dim); in 2D flattened in (y, x) C-order (built once)."""

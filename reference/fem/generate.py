@@ -57,8 +57,7 @@ def weighted_l2(values, weight) -> float:
 
 def _grid_points(case):
     grid = store.evaluation_grid(case)
-    X, Y = np.meshgrid(grid["x"], grid["y"])
-    return grid, np.column_stack([X.ravel(), Y.ravel()])
+    return grid, store.grid_points(grid)
 
 
 def _on_grid(solution, case, root=0):
