@@ -63,6 +63,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from reference.cases import CASES, get_case
+
 __all__ = [
     "DEFAULT_RTOL",
     "StackedJacobian",
@@ -412,8 +414,6 @@ def coupling_sweep(name: str, couplings: Sequence[float], *, model=None, **optio
     """[(coupling, NTKReport)] for the case ``name`` at each coupling value, all with the
     same network weights (``model``, or one built from ``seed``). ``options`` go to
     :func:`ntk_at`; ``case_params`` (a dict) sets the other case parameters."""
-    from reference.cases import get_case
-
     from .networks import build_model
 
     case_params = dict(options.pop("case_params", None) or {})
@@ -471,8 +471,6 @@ def checkpoint_report(path, *, n_points: int | None = None, weighted: bool = Fal
     the run's balancing weights lambda_i to the rows, i.e. the kernel of the loss that was
     actually being minimised at that step.
     """
-    from reference.cases import get_case
-
     from .checkpoint import load
     from .config import TrainConfig
     from .networks import build_model
@@ -565,7 +563,7 @@ def plot_sweep(case_name: str, coupling: str, entries, path, fit_range=None) -> 
     ax.loglog(values, lam_P, "s-", color="C1", label=r"$\lambda_{max}(K_P)$")
     ax.axhline(S, color="C1", lw=0.8, ls="--", label=f"S = {S}")
     xlabel = coupling
-    if coupling == "eps":
+    if CASES[case_name].smaller_is_stronger():
         xlabel += " (smaller = stronger coupling)"
         ax.invert_xaxis()
     ax.set_xlabel(xlabel)
@@ -640,8 +638,6 @@ def main_ntk(args) -> int:
     """Run the ``ntk`` subcommand: print the table, write CSV (and the figure)."""
     from pathlib import Path
 
-    from reference.cases import get_case
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.checkpoint:
@@ -666,8 +662,8 @@ def main_ntk(args) -> int:
     entries = coupling_sweep(args.case, couplings, width=args.width, depth=args.depth,
                              split=args.split, n_points=args.points, seed=args.seed,
                              rtol=args.rtol)
-    note = (f"coupling = {case.coupling} (Debye ratio): smaller = stronger coupling"
-            if case.coupling == "eps" else f"coupling = {case.coupling}: larger = stronger")
+    note = (f"coupling = {case.coupling}: smaller = stronger coupling" if case.smaller_is_stronger()
+            else f"coupling = {case.coupling}: larger = stronger")
     print(f"{args.case}: NTK at initialisation (seed {args.seed}, float64, rtol {args.rtol:g})")
     print(format_table(case.coupling, entries, note))
     rows = [{"case": args.case, "coupling": case.coupling, "coupling_value": c, **report_row(r)}

@@ -29,13 +29,6 @@ CLAIMS = {
 }
 
 
-def _strength_order(case: str, values) -> list[float]:
-    """Coupling values sorted from weak to strong (the direction of the case's sweep)."""
-    sweep = CASES[case].sweep_values
-    descending = len(sweep) > 1 and sweep[-1] < sweep[0]   # e.g. eps: smaller is stronger
-    return sorted(set(values), reverse=descending)
-
-
 def summarise(records: list[dict], claim_ratio: float = 1.1) -> dict:
     """{case: {method: row}} with row = couplings (weak -> strong), final L2_avg per
     coupling (median over seeds), degradation (median over seeds, and min/max), and the
@@ -48,7 +41,7 @@ def summarise(records: list[dict], claim_ratio: float = 1.1) -> dict:
 
     summary: dict = defaultdict(dict)
     for (case, method), by_seed in sorted(grouped.items()):
-        couplings = _strength_order(case, [c for runs in by_seed.values() for c in runs])
+        couplings = CASES[case].weak_to_strong([c for runs in by_seed.values() for c in runs])
         l2 = {f"{c:g}": _median([runs.get(c, math.nan) for runs in by_seed.values()])
               for c in couplings}
         ratios = [runs[couplings[-1]] / runs[couplings[0]] for runs in by_seed.values()
@@ -154,7 +147,7 @@ def _plot_fields(records: list[dict], path: Path) -> None:
         width = 0.8 / len(methods)
         for i, method in enumerate(methods):
             # the strongest coupling of this case in the records
-            strong = _strength_order(case, [r["coupling_value"] for r in runs])[-1]
+            strong = CASES[case].weak_to_strong([r["coupling_value"] for r in runs])[-1]
             sel = [r for r in runs if r["method"] == method and r["coupling_value"] == strong]
             values = [_median([r["l2_final"].get(f) for r in sel]) for f in fields]
             ax.bar([j + i * width for j in range(len(fields))],

@@ -30,7 +30,7 @@ from pathlib import Path
 from reference.cases import CASES
 
 from .ntk import fit_slope
-from .report import _plot_degradation, _strength_order, finite, fmt, load_json, summarise
+from .report import _plot_degradation, finite, fmt, load_json, summarise
 
 __all__ = ["collect", "render", "write_results", "SUCCESS_L2"]
 
@@ -434,7 +434,7 @@ def _l2_tables(runs, systems) -> list[str]:
                   f"| method | schedule | {CASES[system].coupling} | final | best | lowest loss "
                   "| success | steps/s |", "|---|---|---|---|---|---|---|---|"]
         keys = [k for k in grouped if k[0] == system]
-        values = _strength_order(system, [k[3] for k in keys])
+        values = CASES[system].weak_to_strong([k[3] for k in keys])
         for key in sorted(keys, key=lambda k: (k[1], k[2], values.index(k[3]))):
             sel = grouped[key]
             ok = sum(_succeeded(r) for r in sel)

@@ -85,6 +85,17 @@ class Case:
     def coupling_value(self) -> float:
         return getattr(self, self.coupling)
 
+    @classmethod
+    def smaller_is_stronger(cls) -> bool:
+        """Whether the coupling strengthens as its parameter decreases (eps), as the
+        direction of ``sweep_values`` says."""
+        return len(cls.sweep_values) > 1 and cls.sweep_values[-1] < cls.sweep_values[0]
+
+    @classmethod
+    def weak_to_strong(cls, values) -> list[float]:
+        """The distinct coupling ``values`` ordered from weak to strong coupling."""
+        return sorted(set(values), reverse=cls.smaller_is_stronger())
+
     @property
     def dim(self) -> int:
         return len(self.domain)
