@@ -5,7 +5,7 @@ import math
 import pytest
 
 from reference import cases
-from reference.cases import get_case, sweep
+from reference.cases import CASES, get_case, sweep
 
 
 def test_registry_vocabulary():
@@ -96,3 +96,10 @@ def test_cases_are_frozen_and_replace_validates():
     assert case.replace(eps=0.05).eps == 0.05
     with pytest.raises(ValueError, match="eps must be > 0"):
         case.replace(eps=0)
+
+
+def test_weak_to_strong_follows_each_sweep():
+    assert CASES["npp"].weak_to_strong([0.1, 0.5, 0.1, 0.05]) == [0.5, 0.1, 0.05]   # eps
+    assert CASES["thermo"].weak_to_strong([50.0, 1.0, 10.0]) == [1.0, 10.0, 50.0]   # gamma
+    assert CASES["eof-patch"].weak_to_strong([10.0, 0.0]) == [0.0, 10.0]           # Pe
+    assert CASES["eof-straight"].smaller_is_stronger() and not CASES["rd-symmetric"].smaller_is_stronger()
