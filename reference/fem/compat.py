@@ -170,7 +170,6 @@ def evaluate(function, points, root: int | None = None) -> np.ndarray:
     index = np.flatnonzero(found)
     cells = np.array([colliding.links(i)[0] for i in index], dtype=np.int32)
     size = function.function_space.dofmap.index_map_bs
-    shape = getattr(function.ufl_shape, "__len__", lambda: 0)()
     local = np.zeros((len(xyz), size))
     if index.size:
         local[index] = function.eval(xyz[index], cells).reshape(index.size, size)
@@ -192,7 +191,7 @@ def evaluate(function, points, root: int | None = None) -> np.ndarray:
         comm.Reduce(local, values, op=MPI.SUM, root=root)
         if comm.rank != root:
             return None
-    return values[:, 0] if shape == 0 and size == 1 else values
+    return values[:, 0] if not function.ufl_shape else values   # a scalar field: (n,)
 
 
 # --- solvers -------------------------------------------------------------------------------
