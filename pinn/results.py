@@ -383,7 +383,12 @@ def _verdicts(data, deg, ntk) -> list[str]:
         "system; partly = one half holds for some system, or SOAP+GN degrades less than "
         f"Adam+GN for most systems). {c3_evidence[0]}. Per system below. With {_steps_text(data)} the weak-coupling "
         "errors are themselves far above the published ones, which compresses or inflates "
-        "ratios; the ratio of two short-run errors is not the ratio the paper measured.",
+        "ratios; the ratio of two short-run errors is not the ratio the paper measured. "
+        "SOAP's ratios here are also sensitive to rounding: rerunning the study after a "
+        "change that only altered the memory layout of SOAP's eigenbases (hence matmul "
+        "rounding) moved SOAP medians by up to 4x (thermo SOAP+none constant 12x -> 49x, "
+        "rd-symmetric SOAP+GN warmup-exp 72x -> 19x) and left every count above unchanged; "
+        "Adam's ratios moved by < 1 %.",
         f"4. **EOF eps = 0.2, SOAP+GN L2 = 1.3e-3, Adam+GN > 0.9: {c4}.** {c4_evidence}. "
         f"{data['budget'].get('eof-straight', {}).get('steps', '?')} steps of 3 x 32 "
         "networks against the published 50k steps of 5 x 128: the published accuracy is out "
