@@ -6,9 +6,9 @@
 For each case and optimizer (with GN balancing, the recipe's 4 x 64 networks and 200
 points), side by side in one process:
 
-- ``sequential``: one :class:`pinn.trainer.Trainer`; R runs one after another do R x steps
+- ``sequential``: the engine with one run (:class:`pinn.trainer.Trainer`); R runs one after another do R x steps
   in R times its time, so its throughput is 1 / (seconds per step) whatever R is.
-- ``batched R``: one :class:`pinn.batched.BatchedTrainer` of R runs (seeds 0..R-1); its
+- ``batched R``: the engine with R runs (seeds 0..R-1); its
   throughput is R / (seconds per batched step).
 
 Each variant first runs ``--warmup`` steps (they include step 1's GN refresh and SOAP's
@@ -31,7 +31,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pinn.batched import BatchedTrainer  # noqa: E402
 from pinn.config import TrainConfig  # noqa: E402
 from pinn.trainer import Trainer  # noqa: E402
 
@@ -82,7 +81,7 @@ def main(argv=None) -> int:
                                n_points=200, dtype=args.dtype, device="cpu", progress=False,
                                steps=10**6)
             for runs in args.runs:
-                batch = BatchedTrainer([base.replace(seed=seed) for seed in range(runs)])
+                batch = Trainer([base.replace(seed=seed) for seed in range(runs)])
                 sequential, batched, speedup = compare(Trainer(base), batch, runs, args.steps,
                                                        args.warmup, args.repeats)
                 print(f"{case:<14}{optimizer:<10}{runs:>4}{sequential:>14.1f}{batched:>12.1f}"

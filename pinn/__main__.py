@@ -199,7 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .threads import apply_thread_policy
+
+    try:
+        apply_thread_policy()  # one thread per process (pinn.threads)
+    except ValueError as error:
+        parser.error(str(error))
     return args.run(args)
 
 

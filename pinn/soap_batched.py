@@ -1,7 +1,7 @@
 r"""SOAP vectorised over a leading run axis: R independent SOAP optimizers in one.
 
-Every parameter is a stack p[r] of R runs' tensors (weight (R, m, n), bias (R, n), as in
-:class:`pinn.stacked.StackedMLP`), and run r must be optimised exactly as
+Every parameter is a stack p[r] of R independent tensors (weight (R, m, n), bias (R, n), as
+in :class:`pinn.stacked.StackedMLP`, where r counts networks of runs), and run r must be optimised exactly as
 :class:`pinn.soap.SOAP` would optimise p[r] alone. The equations of the module docstring of
 :mod:`pinn.soap` are applied per run; nothing mixes runs:
 
@@ -22,7 +22,7 @@ fails or returns non-finite vectors, each run is retried alone with the fallback
 :func:`pinn.soap._eigenbasis`; a run whose retries all fail gets the identity basis (the
 single-run optimizer would instead keep no basis on that axis; the identity then evolves
 with the refreshes). ``state_dict`` has the layout of :class:`pinn.soap.SOAP` with a leading
-run axis on every tensor; :func:`pinn.batched.unstack_optimizer_state` slices out a run.
+run axis on every tensor; :func:`pinn.trainer.optimizer_rows` slices out a run's rows.
 """
 
 from __future__ import annotations

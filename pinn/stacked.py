@@ -1,22 +1,23 @@
-"""R independent copies of a model's networks, evaluated in one batched computation.
+"""The networks of R runs, stacked so that each layer of all of them is one batched matmul.
 
-:class:`StackedMLP` holds the layers of R perceptrons of the same shape as stacked tensors,
-weight (R, out, in) and bias (R, out). Its input is the concatenation of the R runs' point
-sets, x = [x_1; ...; x_R] of shape (R N, in), and row block r goes through run r's weights::
+Every network of a model (:class:`pinn.networks.FieldNetworks`) is a tanh perceptron; the
+networks of one shape - all of them for the per-field split - form one stack
+:class:`StackedMLP` of K = R S perceptrons, weight (K, out, in) and bias (K, out), in
+run-major order: element k = r S + s is network s of run r. One step of training then
+costs the operations of ONE network, whatever the number of networks and runs:
 
-    h_0 = z(x) viewed as (R, N, in),   h_l = tanh(h_{l-1} W_l^T + b_l)   (batched matmul)
+    h_0 = z(x) as (K, N, in),   h_l = tanh(h_{l-1} W_l^T + b_l)   (one baddbmm per layer)
 
-so the output row k depends on one run only. That is what lets the problems' residual code
-run unchanged on the concatenated points: the input derivatives of row k (forward-propagated
-by :meth:`StackedMLP.derivatives`, or autograd.grad of the summed outputs with respect to the
-points) are run r's, and the gradient of sum_r L_r with respect to the stacked weights holds,
-in slice r, the gradient of run r's own loss L_r.
+with x_k the points of element k's run. Slice k of every tensor (parameters, gradients,
+optimizer state) belongs to one network of one run, and the block [r S, (r + 1) S) of a
+stack to run r (:meth:`StackedNetworks.rows`): that is what lets the gradient of
+sum_r L_r hold, in block r, the gradient of run r's own loss, and the balancer and the
+optimizer treat the runs (and SOAP each network) independently.
 
-:class:`StackedFieldNetworks` is the stacked :class:`~pinn.networks.FieldNetworks`: same
-``nets``/``groups``/``fields`` and forward contract, built from R models of one architecture
-(:meth:`StackedFieldNetworks.stack`) and copied back into them (:meth:`unstack_into`).
-:meth:`StackedFieldNetworks.run_view` is a module computing run r alone (row blocks need not
-be concatenated), for code that calls the model on its own points.
+:class:`StackedNetworks` is the stacked model: it gives every field of every run with its
+input derivatives (:meth:`StackedNetworks.field_derivatives`, value (R, N), grad and
+second (R, N, dim)), is built from R models (:meth:`StackedNetworks.stack`) and copies run
+r back into a model (:meth:`StackedNetworks.unstack_into`).
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ from torch import nn
 
 from .networks import MLP, FieldNetworks, tanh_channels
 
-__all__ = ["StackedMLP", "StackedFieldNetworks"]
+__all__ = ["StackedMLP", "StackedNetworks"]
 
 
 class _StackedLinear(nn.Module):
-    """R affine maps: weight (R, out, in), bias (R, out)."""
+    """K affine maps: weight (K, out, in), bias (K, out)."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
         super().__init__()
@@ -41,11 +42,11 @@ class _StackedLinear(nn.Module):
 
 
 class StackedMLP(nn.Module):
-    """R tanh perceptrons of one shape (see :class:`~pinn.networks.MLP`), stacked.
+    """K tanh perceptrons of one shape (see :class:`~pinn.networks.MLP`), stacked.
 
-    Parameters ``layers[l].weight`` (R, out_l, in_l) and ``layers[l].bias`` (R, out_l), in
-    the order of an MLP's parameters (so parameter k of the stack is parameter k of every
-    run); the input map (center, half_width) is shared and must agree in every stacked MLP.
+    Parameters ``layers[l].weight`` (K, out_l, in_l) and ``layers[l].bias`` (K, out_l), in
+    the order of an MLP's parameters; the input map (center, half_width) is shared and must
+    agree in every stacked MLP. Inputs are (K, N, in_dim): element k on its own points.
     """
 
     def __init__(self, mlps: Sequence[MLP]):
@@ -60,7 +61,7 @@ class StackedMLP(nn.Module):
             if not (torch.equal(mlp.center, first.center)
                     and torch.equal(mlp.half_width, first.half_width)):
                 raise ValueError("cannot stack MLPs with different input domains")
-        self.runs = len(mlps)
+        self.size = len(mlps)
         self.register_buffer("center", first.center.detach().clone())
         self.register_buffer("half_width", first.half_width.detach().clone())
         self.layers = nn.ModuleList(
@@ -69,121 +70,90 @@ class StackedMLP(nn.Module):
             for k in range(len(first.layers)))
         self.in_dim, self.out_dim = first.in_dim, first.out_dim
 
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """The affine input map of the domain onto [-1, 1] (shared by all elements)."""
+        return (x - self.center) / self.half_width
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` (R N, in_dim), row block r for run r -> (R N, out_dim)."""
-        if x.shape[0] % self.runs:
-            raise ValueError(f"{x.shape[0]} rows do not split into {self.runs} equal run blocks")
-        h = self.normalize(x).reshape(self.runs, -1, self.in_dim)
+        """``x`` (K, N, in_dim) -> (K, N, out_dim)."""
+        h = self.normalize(x)
         last = len(self.layers) - 1
         for k, layer in enumerate(self.layers):
             h = torch.baddbmm(layer.bias.unsqueeze(1), h, layer.weight.transpose(1, 2))
             if k < last:
                 h = torch.tanh(h)
-        return h.reshape(-1, self.out_dim)
+        return h
 
     def derivatives(self, x: torch.Tensor, order: int = 2):
-        """:meth:`pinn.networks.MLP.derivatives` of every run on its row block of ``x``.
-
-        The same forward propagation of value and input-derivative channels per hidden layer
-        (t = tanh(W h + b), t' = 1 - t^2):
+        """:meth:`pinn.networks.MLP.derivatives` of every element on its points ``x``
+        (K, N, in_dim): the same forward propagation of the value and input-derivative
+        channels (t = tanh(W h + b), t' = 1 - t^2),
 
             h_new = t,   h_new' = t' (W h'),   h_new'' = t' (W h'' - 2 t (W h')^2),
 
-        with the channels of run r kept as a (C N, features) block, so that each layer is one
-        batched matmul over the runs. Returns value (R N, out), grad and second
-        (R N, in_dim, out_dim) (None below ``order``), row block r from run r.
+        with the C = 1 + order * in_dim channels of element k kept as one (C N, features)
+        block, so that each layer is one batched matmul. Returns value (K, N, out), grad
+        and second (K, N, in_dim, out) (None below ``order``).
         """
         if order not in (0, 1, 2):
             raise ValueError(f"order must be 0, 1 or 2, got {order!r}")
-        runs, dim = self.runs, self.in_dim
-        n = x.shape[0] // runs
-        channels = [self.normalize(x).reshape(runs, 1, n, dim)]  # (R, C, N, features)
+        size, n, dim = x.shape
+        channels = [self.normalize(x)[:, None]]  # (K, C, N, features)
         if order >= 1:
             eye = torch.diag(1 / self.half_width)[:, None, :]  # dz/dx_i = e_i / half_width_i
-            channels.append(eye.expand(runs, dim, n, dim))
+            channels.append(eye.expand(size, dim, n, dim))
         if order >= 2:
-            channels.append(x.new_zeros(runs, dim, n, dim))
+            channels.append(x.new_zeros(size, dim, n, dim))
         h = torch.cat(channels, dim=1)
         sizes = [1] + [dim] * order
 
-        def affine(layer, h):  # W h per run and channel, (R, C, N, out)
-            flat = h.reshape(runs, -1, h.shape[-1])
-            return torch.bmm(flat, layer.weight.transpose(1, 2)).reshape(runs, -1, n,
-                                                                          layer.weight.shape[1])
+        def affine(layer, h):  # W h per element and channel, (K, C, N, out)
+            flat = h.reshape(size, -1, h.shape[-1])
+            out = torch.bmm(flat, layer.weight.transpose(1, 2))
+            return out.reshape(size, -1, n, layer.weight.shape[1])
 
         for layer in self.layers[:-1]:
             a = affine(layer, h).split(sizes, dim=1)
             h = torch.cat(tanh_channels(a[0] + layer.bias[:, None, None, :], a[1:]), dim=1)
         last = self.layers[-1]
         out = affine(last, h).split(sizes, dim=1)
-        value = (out[0][:, 0] + last.bias[:, None, :]).reshape(runs * n, -1)
-
-        def per_point(d):  # (R, dim, N, out) -> (R N, dim, out)
-            return d.permute(0, 2, 1, 3).reshape(runs * n, dim, -1)
-
-        grad = per_point(out[1]) if order >= 1 else None
-        second = per_point(out[2]) if order >= 2 else None
+        value = out[0][:, 0] + last.bias[:, None, :]
+        grad = out[1].transpose(1, 2) if order >= 1 else None    # (K, N, dim, out)
+        second = out[2].transpose(1, 2) if order >= 2 else None
         return value, grad, second
 
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """The affine input map of the domain onto [-1, 1] (shared by all runs)."""
-        return (x - self.center) / self.half_width
-
-    def forward_run(self, r: int, x: torch.Tensor) -> torch.Tensor:
-        """Run r alone on ``x`` (N, in_dim) -> (N, out_dim)."""
-        h = self.normalize(x)
-        last = len(self.layers) - 1
-        for k, layer in enumerate(self.layers):
-            h = torch.nn.functional.linear(h, layer.weight[r], layer.bias[r])
-            if k < last:
-                h = torch.tanh(h)
-        return h
-
     @torch.no_grad()
-    def unstack_into(self, r: int, mlp: MLP) -> None:
-        """Copy run r's weights into ``mlp``."""
+    def unstack_into(self, k: int, mlp: MLP) -> None:
+        """Copy element k's weights into ``mlp``."""
         for layer, stacked in zip(mlp.layers, self.layers):
-            layer.weight.copy_(stacked.weight[r])
-            layer.bias.copy_(stacked.bias[r])
+            layer.weight.copy_(stacked.weight[k])
+            layer.bias.copy_(stacked.bias[k])
 
 
-class _RunNet(nn.Module):
-    """One run of a :class:`StackedMLP`, called like an :class:`MLP` (no parameters of its own)."""
-
-    def __init__(self, stacked: StackedMLP, r: int):
-        super().__init__()
-        self._stacked = [stacked]  # a list: not registered as a submodule
-        self.r = r
-
-    def forward(self, x):
-        return self._stacked[0].forward_run(self.r, x)
+def _shape(net: nn.Module) -> tuple:
+    return (net.in_dim, net.out_dim, net.width, net.depth)
 
 
-class _RunView(FieldNetworks):
-    """Run r of a :class:`StackedFieldNetworks`, with the FieldNetworks contract."""
+class StackedNetworks(nn.Module):
+    """The networks of R models of one architecture, one :class:`StackedMLP` per shape.
 
-    def __init__(self, stacked: "StackedFieldNetworks", r: int):
-        nn.Module.__init__(self)
-        self.nets = [_RunNet(net, r) for net in stacked.nets]  # plain list: no parameters
-        self.groups, self.fields = stacked.groups, stacked.fields
-
-    def parameters(self, recurse=True):  # the stacked model owns them
-        return iter(())
-
-
-class StackedFieldNetworks(FieldNetworks):
-    """R models of one architecture, stacked network by network.
-
-    ``forward(x)`` takes the R runs' point sets concatenated, (R N, dim), and returns
-    {field: (R N,)}, row block r from run r (see the module docstring).
+    ``stacks[g]`` holds, run-major, the networks ``members[g]`` (indices into the model's
+    ``nets``) of every run: element r S_g + j is network members[g][j] of run r.
+    ``groups``/``fields`` are the model's (one run's), so problems see the same contract
+    as with a :class:`~pinn.networks.FieldNetworks`, with a leading run axis on every field.
     """
 
-    def __init__(self, nets: Sequence[StackedMLP], groups, runs: int):
-        super().__init__(nets, groups)
+    def __init__(self, stacks: Sequence[StackedMLP], members: Sequence[Sequence[int]],
+                 groups: Sequence[Sequence[str]], runs: int):
+        super().__init__()
+        self.stacks = nn.ModuleList(stacks)
+        self.members = tuple(tuple(m) for m in members)
+        self.groups = tuple(tuple(g) for g in groups)
+        self.fields = tuple(name for group in self.groups for name in group)
         self.runs = runs
 
     @classmethod
-    def stack(cls, models: Sequence[FieldNetworks]) -> "StackedFieldNetworks":
+    def stack(cls, models: Sequence[FieldNetworks]) -> "StackedNetworks":
         """Stack R models built alike (same groups; every network an :class:`MLP`)."""
         if not models:
             raise ValueError("need at least one model to stack")
@@ -194,17 +164,72 @@ class StackedFieldNetworks(FieldNetworks):
                                  f"{groups} and {model.groups}")
             if not all(isinstance(net, MLP) for net in model.nets):
                 raise ValueError("only models made of pinn.networks.MLP can be stacked")
-        nets = [StackedMLP([model.nets[s] for model in models]) for s in range(len(groups))]
+        shapes: dict[tuple, list[int]] = {}
+        for s, net in enumerate(models[0].nets):
+            shapes.setdefault(_shape(net), []).append(s)
+        members = list(shapes.values())
+        stacks = [StackedMLP([model.nets[s] for model in models for s in group])
+                  for group in members]
         weight = models[0].nets[0].layers[0].weight
-        return cls(nets, groups, len(models)).to(device=weight.device, dtype=weight.dtype)
+        return cls(stacks, members, groups, len(models)).to(device=weight.device,
+                                                            dtype=weight.dtype)
 
+    def rows(self, g: int, r: int) -> slice:
+        """The elements of stack g that belong to run r."""
+        size = len(self.members[g])
+        return slice(r * size, (r + 1) * size)
+
+    def parameter_rows(self, r: int) -> list[slice]:
+        """For each parameter (in ``parameters()`` order), the rows of run r."""
+        return [self.rows(g, r) for g, stack in enumerate(self.stacks)
+                for _ in stack.parameters()]
+
+    def _inputs(self, g: int, x: torch.Tensor) -> torch.Tensor:
+        """Points (N, dim) shared by the runs, or (R, N, dim) one set per run, as the
+        (K, N, dim) input of stack g."""
+        size = self.runs * len(self.members[g])
+        if x.dim() == 2:
+            return x.expand(size, *x.shape)
+        return x.repeat_interleave(len(self.members[g]), dim=0)
+
+    def field_derivatives(self, x: torch.Tensor, orders: dict[str, int]) -> dict:
+        """Every field with its input derivatives up to ``orders[name]`` at ``x``
+        ((N, dim) for all runs or (R, N, dim)): {name: Field} with value (R, N) and
+        grad/second (R, N, dim)."""
+        from .problems.base import Field
+
+        fields = {}
+        for g, (stack, members) in enumerate(zip(self.stacks, self.members)):
+            order = max(orders.get(name, 0) for s in members for name in self.groups[s])
+            value, grad, second = stack.derivatives(self._inputs(g, x), order)
+            size = len(members)
+
+            def per_run(t):  # (K, N, ...) -> (R, S_g, N, ...)
+                return None if t is None else t.reshape(self.runs, size, *t.shape[1:])
+
+            value, grad, second = per_run(value), per_run(grad), per_run(second)
+            for j, s in enumerate(members):
+                for c, name in enumerate(self.groups[s]):
+                    k = orders.get(name, 0)
+                    fields[name] = Field(value[:, j, :, c],
+                                         grad[:, j, ..., c] if k >= 1 else None,
+                                         second[:, j, ..., c] if k >= 2 else None)
+        return fields
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every field of every run at ``x`` ((N, dim) or (R, N, dim)): {name: (R, N)}."""
+        out = {}
+        for g, (stack, members) in enumerate(zip(self.stacks, self.members)):
+            values = stack(self._inputs(g, x))
+            values = values.reshape(self.runs, len(members), *values.shape[1:])
+            for j, s in enumerate(members):
+                for c, name in enumerate(self.groups[s]):
+                    out[name] = values[:, j, :, c]
+        return out
+
+    @torch.no_grad()
     def unstack_into(self, r: int, model: FieldNetworks) -> None:
         """Copy run r's parameters into ``model`` (built like the stacked ones)."""
-        for stacked, net in zip(self.nets, model.nets):
-            stacked.unstack_into(r, net)
-
-    def run_view(self, r: int) -> FieldNetworks:
-        """A module computing run r alone on its own points (gradients reach the stack)."""
-        if not 0 <= r < self.runs:
-            raise ValueError(f"run index {r} outside 0..{self.runs - 1}")
-        return _RunView(self, r)
+        for g, (stack, members) in enumerate(zip(self.stacks, self.members)):
+            for j, s in enumerate(members):
+                stack.unstack_into(self.rows(g, r).start + j, model.nets[s])

@@ -24,7 +24,7 @@ The runs are the product systems x couplings x methods x schedules x seeds. Each
 ``<case>-<coupling><value>-<optimizer>-<balancing>-<schedule>-s<seed>`` and the run directory
 ``<output>/runs/<id>`` with the files of a single run (config.json, history.csv,
 checkpoint.pt, metrics.json). Runs that differ only in seed and coupling are trained as one
-batch (:mod:`pinn.batched`), at most ``batch_size`` at a time.
+batch (:mod:`pinn.trainer`), at most ``batch_size`` at a time.
 
 Resume: a run whose ``metrics.json`` exists is finished and skipped (its config must equal
 the spec's, else the sweep stops with an error naming it); a run with only a checkpoint
@@ -221,7 +221,7 @@ def _checkpoint_step(run: Run) -> int:
 def batches(runs: list[Run], batch_size: int) -> list[tuple[int, list[Run]]]:
     """Groups of compatible runs (same batch key and checkpoint step), at most batch_size
     each: [(start step, runs)]."""
-    from .batched import batch_key
+    from .trainer import batch_key
 
     groups: dict = {}
     for run in runs:
@@ -291,8 +291,10 @@ def _pick_gpu(rank: int) -> None:
 def run_sweep(spec: SweepSpec, *, progress: bool = True, log=print) -> list[dict]:
     """Run (this rank's share of) the sweep; returns the index rows (all ranks' on rank 0,
     this rank's elsewhere)."""
-    from .batched import train_batch
+    from .threads import apply_thread_policy
+    from .trainer import train_batch
 
+    apply_thread_policy()  # one thread per rank (pinn.threads)
     comm, rank, size = mpi_world()
     _pick_gpu(rank)
     runs = plan(spec)[rank::size]

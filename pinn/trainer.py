@@ -1,36 +1,47 @@
-"""Training loop of the benchmark: full-batch PINN training with loss balancing.
+"""The training engine: full-batch PINN training with loss balancing, of R >= 1 runs at once.
 
-One step ``t`` (counted from 1) with loss terms L_i and balancing weights lambda_i::
+One step ``t`` (counted from 1) of runs r = 1..R with loss terms L_{r,i} and balancing
+weights lambda_{r,i}::
 
-    if the balancer is due at t:   g_i = grad_theta L_i  (one autograd.grad per term)
-                                   lambda <- update(lambda, g_1..g_S)
-    L = sum_i lambda_i L_i;  L.backward();  optimizer.step()
+    if the balancer is due at t:   g_i = grad_theta sum_r L_{r,i}  (one autograd.grad per term)
+                                   lambda <- update(lambda, g_1..g_S)   (per run)
+    L = sum_r sum_i lambda_{r,i} L_{r,i};  L.backward();  optimizer.step()
 
-Between refreshes the lambda_i are constants, so the single backward pass of the weighted
+A single run is the case R = 1; the runs of a batch may differ in seed, coupling and run
+directory only (:func:`batch_key`). Their networks are stacked
+(:class:`pinn.stacked.StackedNetworks`: one batched matmul per layer for all networks of all
+runs) and their problems too (:func:`pinn.problems.base.stack_problems`: one residual pass,
+each run with its own coupling and points). Since L_{r,i} depends on run r's parameters
+only, block r of dL/dtheta is exactly run r's own gradient sum_i lambda_{r,i} grad L_{r,i};
+the balancer norms each run's blocks (``Balancer(runs=R)``), Adam is elementwise and SOAP
+is :class:`pinn.soap_batched.BatchedSOAP` (one Kronecker factorisation per network and
+run). Nothing mixes runs: a batch gives each run what it gives alone, up to the rounding
+of batched matmuls (tests/test_trainer.py measures how much).
+
+Between refreshes the lambda are constants, so the single backward pass of the weighted
 sum gives exactly the gradient sum_i lambda_i g_i: the per-term gradients are computed
-only on refresh steps (GN: every 1000 steps), not on every step as in the public
-scripts, which back-propagate every term separately every step.
+only on refresh steps (GN: every 1000 steps), not on every step as in the public scripts.
 
-Nothing in a plain step reads a value back to the host (no ``.item()``): the loss terms
-stay tensors, and a non-finite loss is recorded on the device (the first step at which
-each term became non-finite). The host looks at it only on evaluation and checkpoint
-steps. On a **divergence** (a non-finite loss term, weight or parameter) the run stops at
-the next of those steps: :func:`train` returns a :class:`TrainResult` with
-``status == "diverged"`` and a message naming the step and the terms, writes no further
-checkpoint (the last one on disk is the last good state) and records the metrics.
+Nothing in a plain step reads a value back to the host (no ``.item()``): a non-finite loss
+is recorded on the device (the first step at which each run's terms became non-finite).
+The host looks at it only on evaluation and checkpoint steps. A run that **diverges** (a
+non-finite loss term, weight or parameter) is finished there: its :class:`TrainResult`
+has ``status == "diverged"`` and a message naming the step and the terms, no further
+checkpoint is written (the last one on disk is its last good state) and its metrics are
+recorded; the other runs go on (its NaNs stay in its own rows).
 
 Evaluation, every ``eval_every`` steps, at step 0 and at the last step, on the parameters
-after that step: the unweighted loss terms (one extra forward pass), the relative L2 error
-per field on the problem's evaluation grid and their mean L2_avg. Three summaries are
-tracked: ``best`` (lowest L2_avg, an oracle), ``lowest_loss`` (the evaluation with the
-lowest unweighted loss sum_i L_i, what a practitioner can select without the reference)
-and ``final`` (the last step).
+after that step: the unweighted loss terms, the relative L2 error per field on the
+problem's evaluation grid and their mean L2_avg. Three summaries are tracked: ``best``
+(lowest L2_avg, an oracle), ``lowest_loss`` (the evaluation with the lowest unweighted loss
+sum_i L_i, what a practitioner can select without the reference) and ``final``.
 
 Runs are reproducible: the seed sets the network initialisation (torch's global RNG) and
-the collocation points (their own seeded generator); training draws no random numbers
-after that. A checkpoint stores the model, the optimizer (SOAP's state included), the
-balancer, the step, the history and the trackers, so a resumed run continues exactly as
-an uninterrupted one (bitwise on the same device).
+the collocation points (their own seeded generator); training draws no random numbers after
+that. Each run's checkpoint (in its own run directory) stores its model, its rows of the
+optimizer state, its balancer weights, the step, the history and the trackers, so a resumed
+run - alone or in any batch of the same size - continues exactly as an uninterrupted one
+(bitwise on the same device).
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -51,15 +63,21 @@ from . import checkpoint as ckpt
 from .balancing import make_balancer
 from .config import TrainConfig
 from .networks import build_model
+from .problems.base import stack_problems
 from .schedules import lr_factor
+from .stacked import StackedNetworks
 
-__all__ = ["train", "Trainer", "TrainResult", "TrainConfig", "make_optimizer", "resolve_device"]
+__all__ = ["train", "train_batch", "Trainer", "TrainResult", "TrainConfig", "make_optimizer",
+           "resolve_device", "batch_key", "PER_RUN_FIELDS"]
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
 HISTORY = "history.csv"
 METRICS = "metrics.json"
-FORMAT = 1  # checkpoint layout version
+FORMAT = 2  # checkpoint layout version (2: optimizer rows of the stacked engine)
+
+# Config fields that may differ between the runs of one batch.
+PER_RUN_FIELDS = ("seed", "case_params", "run_dir", "progress")
 
 
 @dataclass
@@ -72,9 +90,10 @@ class TrainResult:
                        the evaluations; final: the last evaluation, NaN when diverged)
     history            one row per evaluation: step, loss (unweighted sum), weighted_loss,
                        loss_<term>, weight_<term>, l2_<field>, l2_avg, train_seconds
-    steps_per_second   optimizer steps per second of training time, which excludes the
-                       evaluations and checkpoints (and is measured in this session only
-                       when resumed)
+    steps_per_second   optimizer steps per second of this run's share of the training time
+                       (a batch of R runs: the batch's time times R), which excludes the
+                       evaluations and checkpoints (measured in this session only when
+                       resumed)
     """
 
     config: dict
@@ -103,8 +122,8 @@ class TrainResult:
             "train_seconds", "eval_seconds", "n_parameters", "device", "run_dir")}
 
 
-class _Diverged(Exception):
-    """Raised inside a step that cannot continue because the run diverged."""
+class _Stopped(Exception):
+    """Raised inside a step that cannot continue (the optimizer failed on a non-finite loss)."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -118,14 +137,17 @@ def resolve_device(name: str) -> torch.device:
 
 
 def make_optimizer(config: TrainConfig, params, *, batched: bool = False) -> torch.optim.Optimizer:
-    """Adam (PyTorch defaults unless set) or SOAP (the recipe: betas (0.99, 0.999),
-    shampoo_beta = beta2, precondition_frequency 2, no preconditioning of 1-D tensors).
+    """Adam (PyTorch defaults unless set; the fused kernel on stacked parameters) or SOAP
+    (the recipe: betas (0.99, 0.999), shampoo_beta = beta2, precondition_frequency 2, no
+    preconditioning of 1-D tensors).
 
-    ``batched``: the parameters are stacks of runs (leading axis); Adam is elementwise and
-    needs no change, SOAP becomes :class:`pinn.soap_batched.BatchedSOAP`."""
+    ``batched``: the parameters are stacks with a leading axis of independent tensors (the
+    engine's); Adam is elementwise and needs no change, SOAP becomes
+    :class:`pinn.soap_batched.BatchedSOAP`."""
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, betas=config.betas or (0.9, 0.999),
-                                eps=config.eps, weight_decay=config.weight_decay)
+                                eps=config.eps, weight_decay=config.weight_decay,
+                                fused=batched or None)
     from .soap import SOAP
     from .soap_batched import BatchedSOAP
 
@@ -160,22 +182,70 @@ def _json_safe(value):
     return value
 
 
-class Trainer:
-    """Builds the case, model, problem, optimizer and balancer of a config and trains.
+def batch_key(config: TrainConfig) -> str:
+    """Runs with equal keys can be trained in one batch (everything but PER_RUN_FIELDS)."""
+    data = {k: v for k, v in config.to_dict().items() if k not in PER_RUN_FIELDS}
+    return json.dumps(data, sort_keys=True)
 
-    ``problem`` replaces the problem :func:`pinn.problems.get_problem` would build (tests
-    use small ones); it must follow the same interface (``loss_terms``,
-    ``evaluation_points``, ``relative_l2``).
+
+# --- optimizer state: a run's rows of the stacked state, and back -----------------------
+def _rows(value, rows: slice):
+    if isinstance(value, torch.Tensor):
+        return value[rows].clone() if value.dim() >= 1 else value.clone()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_rows(v, rows) for v in value)
+    if isinstance(value, dict):
+        return {k: _rows(v, rows) for k, v in value.items()}
+    return value
+
+
+def _concat(values: list):
+    first = values[0]
+    if isinstance(first, torch.Tensor):
+        if first.dim() == 0:  # shared scalars (the step count)
+            if not all(torch.equal(v, first) for v in values):
+                raise ValueError("cannot stack optimizer states at different steps")
+            return first.clone()
+        return torch.cat(values)
+    if isinstance(first, (list, tuple)):
+        return type(first)(_concat([v[i] for v in values]) for i in range(len(first)))
+    if isinstance(first, dict):
+        return {k: _concat([v[k] for v in values]) for k in first}
+    if any(v != first for v in values):
+        raise ValueError(f"cannot stack optimizer states that differ in {values!r}")
+    return first
+
+
+def optimizer_rows(state: dict, rows: Sequence[slice]) -> dict:
+    """One run's part of a stacked optimizer state dict: parameter k's tensors sliced to
+    ``rows[k]`` (the run's rows), scalars and step counts shared."""
+    return {"state": {k: _rows(v, rows[k]) for k, v in state["state"].items()},
+            "param_groups": state["param_groups"]}
+
+
+def concat_optimizer_rows(states: Sequence[dict], param_groups: list) -> dict:
+    """The stacked optimizer state of R runs' parts (inverse of :func:`optimizer_rows`)."""
+    keys = set(states[0]["state"])
+    if any(set(s["state"]) != keys for s in states):
+        raise ValueError("cannot stack optimizer states of runs at different stages")
+    return {"state": {k: _concat([s["state"][k] for s in states]) for k in keys},
+            "param_groups": param_groups}
+
+
+# --- one run's record -------------------------------------------------------------------
+class Run:
+    """One run of the engine: its config, case, seeded model and problem, and its record
+    (history, the three trackers, times, run directory files).
+
+    ``model`` is the run's own :class:`~pinn.networks.FieldNetworks`; the engine trains the
+    stacked copy and writes run r's weights back into it for scoring and checkpoints.
     """
 
-    def __init__(self, config: TrainConfig, *, problem=None):
-        if not isinstance(config, TrainConfig):
-            raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+    def __init__(self, config: TrainConfig, problem=None):
         self.config = config.validate()
         self.device = resolve_device(config.device)
         self.dtype = getattr(torch, config.dtype)
         self.case = get_case(config.case, **config.case_params)
-
         torch.manual_seed(config.seed)
         self.model = build_model(self.case, config.width, config.depth, config.split)
         self.model.to(device=self.device, dtype=self.dtype)
@@ -185,164 +255,46 @@ class Trainer:
             problem = get_problem(self.case, n_points=config.n_points, dtype=self.dtype,
                                   device=self.device, seed=config.seed)
         self.problem = problem
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.n_parameters = sum(p.numel() for p in self.params)
-        self.optimizer = make_optimizer(config, self.params)
-
-        self.terms = tuple(self.problem.loss_terms(self.model))
-        # The PDE residual terms (LRA's reference): every term but the boundary ones.
-        reference = [name for name in self.terms if not name.startswith("bc_")]
-        self.balancer = make_balancer(config.balancing, self.terms, config.balance_every,
-                                      reference=reference or None, dtype=self.dtype,
-                                      device=self.device)
-
-        self.step = 0
+        self.n_parameters = sum(p.numel() for p in self.model.parameters())
+        self.run_dir = Path(config.run_dir) if config.run_dir else None
         self.history: list[dict] = []
         self.best: dict = {}
         self.lowest_loss: dict = {}
         self.final: dict = {}
         self.train_seconds = 0.0
         self.eval_seconds = 0.0
-        # First step at which each term's loss was non-finite (-1: never), on the device.
-        self._first_bad = torch.full((len(self.terms),), -1, dtype=torch.long,
-                                     device=self.device)
-        self.run_dir = Path(config.run_dir) if config.run_dir else None
+        self.status, self.message = "completed", ""
+        self.stopped_at: int | None = None  # the step at which a diverged run was finished
 
-    # --- one step ---------------------------------------------------------------------
-    def train_step(self) -> torch.Tensor:
-        """One optimizer step; returns the loss terms (a tensor, not read back)."""
-        self.step += 1
-        terms = self.problem.loss_terms(self.model)
-        losses = torch.stack(list(terms.values()))
-        if self.balancer.due(self.step):
-            self.balancer.update(self.step, [term_gradients(loss, self.params)
-                                             for loss in terms.values()])
-        total = torch.dot(self.balancer.weights, losses)
-        set_learning_rate(self.config, self.optimizer, self.step)
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        detached = losses.detach()
-        try:
-            self.optimizer.step()
-        except (RuntimeError, FloatingPointError) as error:
-            # e.g. a linear-algebra failure on non-finite optimizer state: a divergence
-            # when the loss is no longer finite, a bug otherwise.
-            if bool(torch.isfinite(detached).all()):
-                raise
-            raise _Diverged(f"diverged: the optimizer failed at step {self.step} on a "
-                            f"non-finite loss ({error})") from error
-        newly_bad = ~torch.isfinite(detached) & (self._first_bad < 0)
-        self._first_bad = torch.where(newly_bad, self.step, self._first_bad)
-        return detached
-
-    # --- evaluation -------------------------------------------------------------------
-    def evaluate(self) -> dict:
-        """The history row of the current parameters (synchronises with the device)."""
-        terms = self.problem.loss_terms(self.model)
-        losses = torch.stack([value.detach() for value in terms.values()])
-        weights = self.balancer.weights
-        values = torch.cat([losses, weights, torch.dot(weights, losses)[None]]).tolist()
-        l2 = self.problem.score(self.model)
-        n = len(self.terms)
-        row = {"step": self.step, "loss": math.fsum(values[:n]), "weighted_loss": values[-1]}
-        row.update({f"loss_{name}": v for name, v in zip(self.terms, values[:n])})
-        row.update({f"weight_{name}": v for name, v in zip(self.terms, values[n:2 * n])})
-        row.update({f"l2_{name}": float(v) for name, v in l2.items()})
-        row["train_seconds"] = self.train_seconds
-        return row
+    @property
+    def active(self) -> bool:
+        return self.status == "completed"
 
     @staticmethod
     def _summary(row: dict) -> dict:
         l2 = {key[3:]: value for key, value in row.items() if key.startswith("l2_")}
         return {"step": row["step"], "loss": row["loss"], "l2": l2}
 
-    def _record(self, row: dict) -> None:
+    def record(self, row: dict) -> None:
         self.history.append(row)
         if not self.best or row["l2_avg"] < self.best["l2"]["avg"]:
             self.best = self._summary(row)
         if not self.lowest_loss or row["loss"] < self.lowest_loss["loss"]:
             self.lowest_loss = self._summary(row)
         self.final = self._summary(row)
+        if self.run_dir is not None:
+            self._write_history()
 
-    def _set_nan_final(self) -> None:
-        """``final`` of a run that diverged between evaluations: its errors are NaN."""
-        last = self.history[-1] if self.history else {"step": 0, "loss": math.nan}
+    def stop(self, message: str, step: int, row: dict | None = None) -> None:
+        """Finish the run as diverged at ``step``; ``final`` holds NaN errors."""
+        self.status, self.message, self.stopped_at = "diverged", message, step
+        last = row or (self.history[-1] if self.history else {"step": 0, "loss": math.nan})
         nan_row = {key: (math.nan if key.startswith("l2_") else value)
                    for key, value in last.items()}
-        self.final = {**self._summary(nan_row), "step": self.step, "loss": math.nan}
+        self.final = {**self._summary(nan_row), "step": step,
+                      "loss": row["loss"] if row else math.nan}
 
-    def divergence(self, row: dict | None = None) -> str | None:
-        """A message when the run has diverged, else None (synchronises)."""
-        first_bad = self._first_bad.tolist()
-        bad_steps = [s for s in first_bad if s >= 0]
-        if bad_steps:
-            step = min(bad_steps)
-            names = [name for name, s in zip(self.terms, first_bad) if s == step]
-            return (f"diverged: loss term(s) {names} became non-finite at step {step} "
-                    f"(noticed at step {self.step})")
-        if row is not None:
-            names = [name for name in self.terms if not math.isfinite(row[f"loss_{name}"])]
-            if names:
-                return f"diverged: loss term(s) {names} non-finite after step {self.step}"
-        weights = self.balancer.weights
-        if not bool(torch.isfinite(weights).all()):
-            return f"diverged: balancing weights non-finite at step {self.step}: {weights.tolist()}"
-        if not bool(torch.stack([torch.isfinite(p).all() for p in self.params]).all()):
-            return f"diverged: non-finite network parameters after step {self.step}"
-        return None
-
-    # --- state ------------------------------------------------------------------------
-    def state_dict(self) -> dict:
-        return {
-            "format": FORMAT,
-            "config": self.config.to_dict(),
-            "step": self.step,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "balancer": self.balancer.state_dict(),
-            "history": self.history,
-            "best": self.best,
-            "lowest_loss": self.lowest_loss,
-            "final": self.final,
-            "train_seconds": self.train_seconds,
-            "eval_seconds": self.eval_seconds,
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        if state.get("format") != FORMAT:
-            raise ckpt.CheckpointError(f"checkpoint format {state.get('format')} is not {FORMAT}")
-        stored = TrainConfig.from_dict(state["config"])
-        changed = self.config.trajectory_differences(stored)
-        if changed:
-            details = ", ".join(f"{k}: checkpoint {v[1]!r}, now {v[0]!r}"
-                                for k, v in changed.items())
-            raise ValueError(f"cannot resume: the config differs from the checkpoint's ({details})")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.balancer.load_state_dict(state["balancer"])
-        self.step = int(state["step"])
-        self.history = list(state["history"])
-        self.best, self.lowest_loss = state["best"], state["lowest_loss"]
-        self.final = state["final"]
-        self.train_seconds = float(state["train_seconds"])
-        self.eval_seconds = float(state["eval_seconds"])
-        self._first_bad.fill_(-1)
-
-    def save_checkpoint(self) -> Path:
-        return ckpt.save(self.state_dict(), self.run_dir / CHECKPOINT)
-
-    def resume(self) -> None:
-        """Continue from the checkpoint in ``run_dir``."""
-        if self.run_dir is None:
-            raise ValueError("resume needs a run_dir holding a checkpoint")
-        # Loaded on the CPU: load_state_dict moves the model, optimizer and balancer state to
-        # the run's device.
-        self.load_state_dict(ckpt.load(self.run_dir / CHECKPOINT, map_location="cpu"))
-
-    # --- run directory ----------------------------------------------------------------
     def _write_history(self) -> None:
-        if not self.history:
-            return
         columns = list(self.history[0])
         for row in self.history[1:]:
             columns += [key for key in row if key not in columns]
@@ -355,35 +307,16 @@ class Trainer:
 
         atomic_write(self.run_dir / HISTORY, write)
 
-    def _start_run_dir(self) -> None:
+    def start_run_dir(self) -> None:
         """Create the run directory and write config.json."""
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / CONFIG).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
 
-    def _evaluate_and_check(self, bar=None) -> str | None:
-        """Evaluate, then record the row (and write the history) unless the run diverged;
-        returns the divergence message or None."""
-        start = time.perf_counter()
-        row = self.evaluate()
-        problem = self.divergence(row)
-        if problem is None:
-            self._record(row)
-            if bar is not None:
-                bar.set_postfix(loss=f"{row['loss']:.3e}", L2=f"{row['l2_avg']:.3e}")
-            if self.run_dir is not None:
-                self._write_history()
-        else:
-            self.final = self._summary(row)
-        self.eval_seconds += time.perf_counter() - start
-        return problem
-
-    def result(self, status: str, message: str, session_steps: int,
-               session_seconds: float) -> TrainResult:
-        """The :class:`TrainResult` of the run as it stands."""
+    def result(self, step: int, session_steps: int, session_seconds: float) -> TrainResult:
         return TrainResult(
-            config=self.config.to_dict(), status=status, message=message, step=self.step,
-            best=self.best, lowest_loss=self.lowest_loss, final=self.final,
+            config=self.config.to_dict(), status=self.status, message=self.message,
+            step=step if self.stopped_at is None else self.stopped_at, best=self.best, lowest_loss=self.lowest_loss, final=self.final,
             history=self.history,
             steps_per_second=session_steps / session_seconds if session_seconds > 0 else math.nan,
             train_seconds=self.train_seconds, eval_seconds=self.eval_seconds,
@@ -391,7 +324,7 @@ class Trainer:
             run_dir=str(self.run_dir) if self.run_dir is not None else None,
         )
 
-    def _finish_run_dir(self, result: TrainResult) -> None:
+    def finish_run_dir(self, result: TrainResult) -> None:
         from .plotting import plot_history
 
         metrics = json.dumps(_json_safe(result.metrics()), indent=2, allow_nan=False)
@@ -399,83 +332,317 @@ class Trainer:
         plot_history(self.history, self.run_dir, title=f"{self.case.label} {self.config.optimizer}"
                      f"+{self.config.balancing}")
 
+    def load(self) -> dict:
+        """This run's checkpoint: the model weights and record are restored here; returns
+        the state (the engine takes the optimizer rows and balancer weights)."""
+        if self.run_dir is None:
+            raise ValueError("resume needs a run_dir holding a checkpoint")
+        # Loaded on the CPU: the engine moves the optimizer and balancer state to the device.
+        state = ckpt.load(self.run_dir / CHECKPOINT, map_location="cpu")
+        if state.get("format") != FORMAT:
+            raise ckpt.CheckpointError(
+                f"{self.run_dir / CHECKPOINT} has checkpoint format {state.get('format')}, this "
+                f"version reads format {FORMAT}; train the run again from the start")
+        stored = TrainConfig.from_dict(state["config"])
+        changed = self.config.trajectory_differences(stored)
+        if changed:
+            details = ", ".join(f"{k}: checkpoint {v[1]!r}, now {v[0]!r}"
+                                for k, v in changed.items())
+            raise ValueError(f"cannot resume {self.run_dir}: the config differs from the "
+                             f"checkpoint's ({details})")
+        self.model.load_state_dict(state["model"])
+        self.history = list(state["history"])
+        self.best, self.lowest_loss = state["best"], state["lowest_loss"]
+        self.final = state["final"]
+        self.train_seconds = float(state["train_seconds"])
+        self.eval_seconds = float(state["eval_seconds"])
+        return state
+
+
+# --- the engine -------------------------------------------------------------------------
+class Trainer:
+    """Trains the runs of ``configs`` (one config, or several with equal :func:`batch_key`)
+    together; ``resume`` continues each from the checkpoint in its run_dir (all at one
+    step). ``problems`` replace the problems :func:`pinn.problems.get_problem` would build
+    (tests use small ones). ``run()`` returns one :class:`TrainResult` per config.
+    """
+
+    def __init__(self, configs: TrainConfig | Sequence[TrainConfig], *, problems=None,
+                 resume: bool = False):
+        configs = [configs] if isinstance(configs, TrainConfig) else list(configs)
+        if not configs or not all(isinstance(c, TrainConfig) for c in configs):
+            raise ValueError("configs must be a TrainConfig or a non-empty list of them")
+        _check_batch(configs)
+        problems = list(problems) if problems is not None else [None] * len(configs)
+        self.runs = [Run(c, p) for c, p in zip(configs, problems)]
+        first = self.runs[0]
+        if any(type(r.problem) is not type(first.problem)
+               or r.problem.interior.shape != first.problem.interior.shape for r in self.runs):
+            raise ValueError("the runs of a batch need the same problem and point count")
+        self.config, self.device, self.dtype = first.config, first.device, first.dtype
+        states = [run.load() for run in self.runs] if resume else None
+
+        self.model = StackedNetworks.stack([run.model for run in self.runs])
+        self.params = list(self.model.parameters())
+        self.problem = stack_problems([run.problem for run in self.runs])
+        with torch.no_grad():
+            self.terms = tuple(self.problem.loss_terms(self.model))
+        self.optimizer = make_optimizer(self.config, self.params, batched=True)
+        # The PDE residual terms (LRA's reference): every term but the boundary ones.
+        reference = [name for name in self.terms if not name.startswith("bc_")]
+        self.balancer = make_balancer(self.config.balancing, self.terms,
+                                      self.config.balance_every, reference=reference or None,
+                                      dtype=self.dtype, device=self.device, runs=len(self.runs))
+        self.step = 0
+        # First step at which each run's term was non-finite (-1: never), on the device.
+        self._first_bad = torch.full((len(self.runs), len(self.terms)), -1, dtype=torch.long,
+                                     device=self.device)
+        if states is not None:
+            self._restore(states)
+
+    def _restore(self, states: list[dict]) -> None:
+        steps = {int(s["step"]) for s in states}
+        if len(steps) != 1:
+            raise ValueError(f"cannot batch runs resumed at different steps {sorted(steps)}")
+        self.step = steps.pop()
+        self.optimizer.load_state_dict(concat_optimizer_rows(
+            [s["optimizer"] for s in states], self.optimizer.state_dict()["param_groups"]))
+        balancers = [s["balancer"] for s in states]
+        self.balancer.load_state_dict({**balancers[0], "weights": torch.stack(
+            [torch.as_tensor(b["weights"]) for b in balancers])})
+
+    # --- one step ---------------------------------------------------------------------
+    def loss_terms(self) -> torch.Tensor:
+        """L_{r,i}: (runs, terms), each run's mean squares of its own residuals."""
+        terms = self.problem.loss_terms(self.model)
+        return torch.stack([terms[name] for name in self.terms], dim=1)
+
+    def train_step(self) -> torch.Tensor:
+        """One optimizer step of every run; returns the (runs, terms) losses, detached
+        (nothing is read back to the host)."""
+        self.step += 1
+        losses = self.loss_terms()
+        if self.balancer.due(self.step):
+            self.balancer.update(self.step, [term_gradients(losses[:, i].sum(), self.params)
+                                             for i in range(len(self.terms))])
+        total = (self.balancer.weights * losses).sum()
+        set_learning_rate(self.config, self.optimizer, self.step)
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        detached = losses.detach()
+        try:
+            self.optimizer.step()
+        except (RuntimeError, FloatingPointError) as error:
+            # e.g. a linear-algebra failure on non-finite optimizer state: a divergence
+            # when a loss is no longer finite, a bug otherwise.
+            if bool(torch.isfinite(detached).all()):
+                raise
+            raise _Stopped(f"the optimizer failed at step {self.step} on a non-finite loss "
+                           f"({error})") from error
+        newly_bad = ~torch.isfinite(detached) & (self._first_bad < 0)
+        self._first_bad = torch.where(newly_bad, self.step, self._first_bad)
+        return detached
+
+    # --- evaluation and divergence -----------------------------------------------------
+    def sync_run(self, r: int) -> Run:
+        """Copy run r's weights from the stack into its own model."""
+        run = self.runs[r]
+        self.model.unstack_into(r, run.model)
+        return run
+
+    def evaluate(self) -> list[dict]:
+        """The history row of every run at the current parameters (synchronises)."""
+        with torch.no_grad():
+            losses = self.loss_terms()
+        weights = self.balancer.weights
+        values = torch.cat([losses, weights, (weights * losses).sum(dim=1, keepdim=True)],
+                           dim=1).tolist()
+        n = len(self.terms)
+        rows = []
+        for r, row_values in enumerate(values):
+            run = self.sync_run(r)
+            row = {"step": self.step, "loss": math.fsum(row_values[:n]),
+                   "weighted_loss": row_values[-1]}
+            row.update({f"loss_{name}": v for name, v in zip(self.terms, row_values[:n])})
+            row.update({f"weight_{name}": v for name, v in zip(self.terms, row_values[n:2 * n])})
+            if run.active:
+                row.update({f"l2_{name}": float(v) for name, v in run.problem.score(run.model).items()})
+            row["train_seconds"] = run.train_seconds
+            rows.append(row)
+        return rows
+
+    def divergence(self, rows: list[dict] | None = None) -> list[str | None]:
+        """Per run, a message when it has diverged, else None (synchronises)."""
+        first_bad = self._first_bad.tolist()
+        weights_ok = torch.isfinite(self.balancer.weights).all(dim=1).tolist()
+        params_ok = torch.stack([
+            torch.isfinite(p.reshape(self.model.runs, -1)).all(dim=1) for p in self.params
+        ]).all(dim=0).tolist()
+        messages = []
+        for r, bad in enumerate(first_bad):
+            steps = [s for s in bad if s >= 0]
+            message = None
+            if steps:
+                names = [name for name, s in zip(self.terms, bad) if s == min(steps)]
+                message = (f"diverged: loss term(s) {names} became non-finite at step "
+                           f"{min(steps)} (noticed at step {self.step})")
+            elif rows is not None and any(not math.isfinite(rows[r][f"loss_{name}"])
+                                          for name in self.terms):
+                names = [name for name in self.terms if not math.isfinite(rows[r][f"loss_{name}"])]
+                message = f"diverged: loss term(s) {names} non-finite after step {self.step}"
+            elif not weights_ok[r]:
+                message = (f"diverged: balancing weights non-finite at step {self.step}: "
+                           f"{self.balancer.weights[r].tolist()}")
+            elif not params_ok[r]:
+                message = f"diverged: non-finite network parameters after step {self.step}"
+            messages.append(message)
+        return messages
+
+    def _check(self, evaluate: bool, bar=None) -> None:
+        """Evaluate (or only check for divergence) and record, finishing diverged runs."""
+        rows = self.evaluate() if evaluate else None
+        for r, message in enumerate(self.divergence(rows)):
+            run = self.runs[r]
+            if not run.active:
+                continue
+            if message is not None:
+                run.stop(message, self.step, rows[r] if rows else None)
+                if bar is not None:
+                    bar.write(f"{run.case.label}: {message}"
+                              + ("; its last good checkpoint is kept"
+                                 if run.run_dir and (run.run_dir / CHECKPOINT).exists() else ""))
+            elif rows is not None:
+                run.record(rows[r])
+        if bar is not None and rows is not None and len(self.runs) == 1 and self.runs[0].active:
+            bar.set_postfix(loss=f"{rows[0]['loss']:.3e}", L2=f"{rows[0]['l2_avg']:.3e}")
+
+    # --- state ------------------------------------------------------------------------
+    def run_state(self, r: int, optimizer_state: dict) -> dict:
+        """Run r's checkpoint (``optimizer_state``: the stacked optimizer's state_dict)."""
+        run = self.sync_run(r)
+        balancer = self.balancer.state_dict()
+        balancer["weights"] = balancer["weights"][r].clone()
+        return {
+            "format": FORMAT,
+            "config": run.config.to_dict(),
+            "step": self.step,
+            "model": run.model.state_dict(),
+            "optimizer": optimizer_rows(optimizer_state, self.model.parameter_rows(r)),
+            "balancer": balancer,
+            "history": run.history,
+            "best": run.best,
+            "lowest_loss": run.lowest_loss,
+            "final": run.final,
+            "train_seconds": run.train_seconds,
+            "eval_seconds": run.eval_seconds,
+        }
+
+    def save_checkpoints(self) -> None:
+        stacked = self.optimizer.state_dict()
+        for r, run in enumerate(self.runs):
+            if run.active and run.run_dir is not None:
+                start = time.perf_counter()
+                ckpt.save(self.run_state(r, stacked), run.run_dir / CHECKPOINT)
+                run.eval_seconds += time.perf_counter() - start
+
     # --- the loop ---------------------------------------------------------------------
-    def run(self) -> TrainResult:
-        config = self.config
-        self._start_run_dir()
+    def run(self) -> list[TrainResult]:
+        config, runs = self.config, self.runs
+        for run in runs:
+            run.start_run_dir()
         from tqdm.auto import tqdm
 
+        label = runs[0].case.label if len(runs) == 1 else f"{runs[0].case.name} x{len(runs)}"
         bar = tqdm(total=config.steps, initial=min(self.step, config.steps),
-                   disable=not config.progress, desc=self.case.label, dynamic_ncols=True)
-        status, message = "completed", ""
+                   disable=not config.progress, desc=label, dynamic_ncols=True)
         session_steps, session_seconds = 0, 0.0
-
-        if self.step == 0:
-            message = self._evaluate_and_check(bar) or ""
-            status = "diverged" if message else status
         try:
+            if self.step == 0:
+                start = time.perf_counter()
+                self._check(evaluate=True, bar=bar)
+                self._share(time.perf_counter() - start, "eval_seconds")
             # Time whole intervals between evaluations: the device is synchronised only at
             # their ends, never inside a plain step.
             sync(self.device)
             interval_start = time.perf_counter()
-            while status == "completed" and self.step < config.steps:
+            while any(run.active for run in runs) and self.step < config.steps:
                 try:
                     self.train_step()
-                except _Diverged as error:
-                    status, message = "diverged", str(error)
-                    self._set_nan_final()
-                    bar.write(f"{self.case.label}: {error}; the last good checkpoint is kept")
+                except _Stopped as error:
+                    for run in runs:
+                        if run.active:
+                            run.stop(f"stopped: {error}", self.step)
+                    bar.write(f"{label}: {error}")
                     break
                 step = self.step
                 session_steps += 1
                 is_eval = step % config.eval_every == 0 or step == config.steps
-                is_ckpt = self.run_dir is not None and (
-                    step == config.steps
-                    or (config.checkpoint_every > 0 and step % config.checkpoint_every == 0))
+                is_ckpt = step == config.steps or (
+                    config.checkpoint_every > 0 and step % config.checkpoint_every == 0)
                 if not (is_eval or is_ckpt):
                     continue
                 sync(self.device)
                 elapsed = time.perf_counter() - interval_start
-                self.train_seconds += elapsed
                 session_seconds += elapsed
-                if is_eval:
-                    problem = self._evaluate_and_check(bar)
-                    bar.update(step - bar.n)
-                else:
-                    problem = self.divergence()
-                    if problem is not None:
-                        self._set_nan_final()
-                if problem is not None:
-                    status, message = "diverged", problem
-                    bar.write(f"{self.case.label}: {problem}; the last good checkpoint is kept")
-                    break
+                self._share(elapsed, "train_seconds")
+                start = time.perf_counter()
+                self._check(evaluate=is_eval, bar=bar)
+                self._share(time.perf_counter() - start, "eval_seconds")
                 if is_ckpt:
-                    start = time.perf_counter()
-                    self.save_checkpoint()
-                    self.eval_seconds += time.perf_counter() - start
+                    self.save_checkpoints()
+                bar.update(step - bar.n)
                 interval_start = time.perf_counter()
         finally:
             bar.close()
 
-        result = self.result(status, message, session_steps, session_seconds)
-        if self.run_dir is not None:
-            self._finish_run_dir(result)
-        return result
+        results = []
+        for run in runs:
+            # Each run's share of the batch's time: steps per second as if it ran alone on
+            # 1 / R of the machine.
+            result = run.result(self.step, session_steps, session_seconds * len(runs))
+            if run.run_dir is not None:
+                run.finish_run_dir(result)
+            results.append(result)
+        return results
+
+    def _share(self, seconds: float, attribute: str) -> None:
+        """Split ``seconds`` of batch time evenly over the runs still training."""
+        active = [run for run in self.runs if run.active] or self.runs
+        for run in active:
+            setattr(run, attribute, getattr(run, attribute) + seconds / len(active))
+
+
+def _check_batch(configs: list[TrainConfig]) -> None:
+    key = batch_key(configs[0])
+    for config in configs[1:]:
+        if batch_key(config) != key:
+            first = configs[0].to_dict()
+            diff = {k: (v, config.to_dict()[k]) for k, v in first.items()
+                    if k not in PER_RUN_FIELDS and config.to_dict()[k] != v}
+            raise ValueError(f"runs of one batch may differ only in {list(PER_RUN_FIELDS)}; "
+                             f"these differ: {diff}")
+    dirs = [c.run_dir for c in configs if c.run_dir]
+    if len(set(dirs)) != len(dirs):
+        raise ValueError("the runs of a batch need distinct run_dirs")
+
+
+def train_batch(configs: Sequence[TrainConfig], *, resume: bool = False,
+                problems=None) -> list[TrainResult]:
+    """Train the runs of ``configs`` together; returns one :class:`TrainResult` per config,
+    in order. A divergence is reported as ``status == "diverged"`` (not an exception), so
+    that sweeps record it as a result. Bad config values raise ``ValueError`` before
+    anything is built."""
+    if not resume:
+        for config in configs:
+            check_new_run_dir(config)
+    return Trainer(configs, problems=problems, resume=resume).run()
 
 
 def train(config: TrainConfig, *, resume: bool = False, problem=None) -> TrainResult:
-    """Train one PINN as ``config`` says; ``resume`` continues from ``run_dir``'s checkpoint.
-
-    Returns a :class:`TrainResult`; a divergence is reported as ``status == "diverged"``
-    (not an exception), so that sweeps record it as a result. Bad config values raise
-    ``ValueError`` before anything is built.
-    """
-    if not resume:
-        check_new_run_dir(config)
-    trainer = Trainer(config, problem=problem)
-    if resume:
-        trainer.resume()
-    return trainer.run()
+    """Train one PINN as ``config`` says (a batch of one); ``resume`` continues from
+    ``run_dir``'s checkpoint."""
+    problems = None if problem is None else [problem]
+    return train_batch([config], resume=resume, problems=problems)[0]
 
 
 def check_new_run_dir(config: TrainConfig) -> None:

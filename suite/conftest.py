@@ -15,6 +15,7 @@ import os
 import pytest
 
 from pinn.report import format_summary, summarise
+from pinn.threads import apply_thread_policy
 from reference.cases import CASES
 
 from .profiles import PROFILES, get_profile
@@ -54,6 +55,10 @@ def pytest_configure(config):
                 f"unknown case {name!r} for profile {profile.name!r}; "
                 f"valid cases: {sorted(profile.couplings)}"
             )
+    try:
+        apply_thread_policy()  # one thread per process (pinn.threads)
+    except ValueError as err:
+        raise pytest.UsageError(str(err)) from None
     config.stash[_RESULTS] = []
 
 

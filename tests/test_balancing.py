@@ -101,7 +101,7 @@ def test_bad_arguments(call, message):
 def test_batched_rows_are_the_single_run_weights(scheme):
     """runs = R: row r of the weights is what a balancer of run r alone computes. Run r's
     gradients are GRADS scaled per term (so each run has its own weights), stacked on a
-    leading run axis as pinn.batched passes them."""
+    leading run axis as the engine (pinn.trainer) passes them."""
     terms = ["a", "b", "c"]
     scales = [(1.0, 1.0, 1.0), (2.0, 0.5, 3.0)]
     per_run = [[[s * g for g in term] for s, term in zip(scale, GRADS)] for scale in scales]

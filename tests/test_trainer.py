@@ -11,8 +11,9 @@ import torch
 from pinn import checkpoint as ckpt
 from pinn.__main__ import main
 from pinn.config import TrainConfig
-from pinn.problems import get_problem
+from pinn.problems import ThermoelasticProblem
 from pinn.trainer import Trainer, train
+from reference.cases import get_case
 
 
 @pytest.fixture(autouse=True)
@@ -46,15 +47,14 @@ def _without_time(history):
 def test_resume_continues_exactly(tmp_path, optimizer):
     # Uninterrupted 20 steps vs 10 steps, a checkpoint, a new process state, 10 more.
     whole = Trainer(small(optimizer=optimizer))
-    whole_result = whole.run()
+    [whole_result] = whole.run()
 
     first = small(optimizer=optimizer, steps=10, run_dir=str(tmp_path / "run"))
     train(first)
     torch.manual_seed(1234)  # disturb the global RNG: resume must restore it
-    resumed = Trainer(small(optimizer=optimizer, run_dir=str(tmp_path / "run")))
-    resumed.resume()
+    resumed = Trainer(small(optimizer=optimizer, run_dir=str(tmp_path / "run")), resume=True)
     assert resumed.step == 10
-    resumed_result = resumed.run()
+    [resumed_result] = resumed.run()
 
     assert resumed_result.step == whole_result.step == 20
     for a, b in zip(parameters(whole), parameters(resumed)):
@@ -74,22 +74,19 @@ def test_resume_refuses_a_changed_config(tmp_path):
         train(small(steps=10, run_dir=str(tmp_path)))
 
 
-class PoisonedProblem:
+class PoisonedProblem(ThermoelasticProblem):
     """The thermoelastic problem whose pde_u term turns NaN from its ``poison_from``-th
     call of loss_terms on (the trainer calls it once per step, once per evaluation and
     once when it starts to learn the term names)."""
 
     def __init__(self, config, poison_from):
-        self.inner = get_problem("thermo", n_points=config.n_points, dtype=torch.float64,
-                                 seed=config.seed)
+        super().__init__(get_case("thermo", **config.case_params), n_points=config.n_points,
+                         dtype=torch.float64, seed=config.seed)
         self.calls, self.poison_from = 0, poison_from
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
 
     def loss_terms(self, model):
         self.calls += 1
-        terms = self.inner.loss_terms(model)
+        terms = super().loss_terms(model)
         if self.calls >= self.poison_from:
             terms["pde_u"] = terms["pde_u"] * float("nan")
         return terms
@@ -116,10 +113,9 @@ def test_divergence_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_path):
     assert metrics["final"]["l2"]["avg"] is None  # NaN is written as null (strict JSON)
 
     # The last good state loads and trains on.
-    resumed = Trainer(small(steps=12, checkpoint_every=5, run_dir=str(tmp_path)))
-    resumed.resume()
+    resumed = Trainer(small(steps=12, checkpoint_every=5, run_dir=str(tmp_path)), resume=True)
     assert resumed.step == 10
-    assert resumed.run().status == "completed"
+    assert resumed.run()[0].status == "completed"
 
 
 def test_gn_refresh_uses_the_per_term_gradients():
@@ -144,7 +140,7 @@ def test_gn_refresh_uses_the_per_term_gradients():
     independent = []
     for name in trainer.terms:
         trainer.model.zero_grad(set_to_none=True)
-        trainer.problem.loss_terms(trainer.model)[name].backward()
+        trainer.problem.loss_terms(trainer.model)[name].sum().backward()  # one run: (1,)
         independent.append([torch.zeros_like(p) if p.grad is None else p.grad.clone()
                             for p in trainer.params])
     trainer.model.zero_grad(set_to_none=True)
@@ -154,17 +150,16 @@ def test_gn_refresh_uses_the_per_term_gradients():
     for mine, theirs in zip(seen[1], independent):
         for a, b in zip(mine, theirs):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
-    # The T-boundary term does not touch the u-network: exact zeros there.
-    u_net = trainer.model.groups.index(("u",))
-    u_params = {id(p) for p in trainer.model.nets[u_net].parameters()}
+    # The T-boundary term does not touch the u-network: exact zeros in its rows of the
+    # stacked parameters (both networks have one shape: one stack, T then u).
+    assert trainer.model.members == ((0, 1),) and trainer.model.groups == (("T",), ("u",))
     bc_T = trainer.terms.index("bc_T")
-    for p, g in zip(trainer.params, seen[1][bc_T]):
-        if id(p) in u_params:
-            assert not g.any()
+    for g in seen[1][bc_T]:
+        assert not g[1].any() and g[0].any()
 
     norms = torch.stack([torch.sqrt(sum(g.square().sum() for g in term)) for term in independent])
     expected = 0.9 + 0.1 * norms.mean() / norms
-    torch.testing.assert_close(trainer.balancer.weights, expected, rtol=1e-12, atol=0)
+    torch.testing.assert_close(trainer.balancer.weights[0], expected, rtol=1e-12, atol=0)
     # The step's gradient (one backward of the weighted sum) = sum_i lambda_i g_i.
     for k, g in enumerate(stepped[1]):
         combined = sum(w * term[k] for w, term in zip(expected, independent))

@@ -18,6 +18,7 @@ weights w of the store's evaluation grid::
 
 from __future__ import annotations
 
+import copy
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,15 +30,17 @@ import torch
 from reference import store
 
 __all__ = ["Field", "Problem", "IntervalProblem", "field_derivatives", "autograd_derivatives",
-           "uniform_interval"]
+           "uniform_interval", "stack_problems"]
 
 
 @dataclass
 class Field:
     """A field and the derivatives a residual needs, at N points of a dim-D domain.
 
-    ``grad`` is (N, dim), ``second`` the pure second derivatives d^2/dx_i^2 as (N, dim);
-    either is None when not computed.
+    ``value`` is (N,), ``grad`` (N, dim), ``second`` the pure second derivatives
+    d^2/dx_i^2 as (N, dim); either is None when not computed. Fields of R runs trained
+    together (:mod:`pinn.trainer`) carry a leading run axis, (R, N) and (R, N, dim): the
+    coordinate is always the last axis, so residual code serves both.
     """
 
     value: torch.Tensor
@@ -46,24 +49,24 @@ class Field:
 
     @property
     def x(self) -> torch.Tensor:
-        return self.grad[:, 0]
+        return self.grad[..., 0]
 
     @property
     def y(self) -> torch.Tensor:
-        return self.grad[:, 1]
+        return self.grad[..., 1]
 
     @property
     def xx(self) -> torch.Tensor:
-        return self.second[:, 0]
+        return self.second[..., 0]
 
     @property
     def yy(self) -> torch.Tensor:
-        return self.second[:, 1]
+        return self.second[..., 1]
 
     @property
     def lap(self) -> torch.Tensor:
         """The Laplacian, sum_i d^2/dx_i^2."""
-        return self.second.sum(dim=1)
+        return self.second.sum(dim=-1)
 
 
 def _grad(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -102,6 +105,8 @@ def field_derivatives(model, x: torch.Tensor, orders: dict[str, int]) -> dict[st
     for the gradient and one per coordinate for the pure second derivatives, all with
     ``create_graph=True`` so that the loss can be differentiated with respect to the weights.
     """
+    if _ANALYTIC and hasattr(model, "field_derivatives"):  # stacked runs (pinn.stacked)
+        return model.field_derivatives(x.detach(), orders)
     x = x.detach()
     x_grad = x.detach().requires_grad_(any(orders.values()))  # for the autograd path
     fields = {}
@@ -243,8 +248,9 @@ class Problem:
         return terms
 
     def loss_terms(self, model) -> dict[str, torch.Tensor]:
-        """Mean square of each residual vector: {term: scalar}."""
-        return {name: r.square().mean() for name, r in self.residuals(model).items()}
+        """Mean square of each residual vector: {term: scalar} ({term: (R,)} for the
+        stacked problem of R runs, :func:`stack_problems`)."""
+        return {name: r.square().mean(dim=-1) for name, r in self.residuals(model).items()}
 
     # --- scoring ----------------------------------------------------------------------
     @property
@@ -351,3 +357,66 @@ class IntervalProblem(Problem):
     def boundary_residuals(self, model) -> dict[str, torch.Tensor]:
         values = model(self.boundary["ends"])
         return {f"bc_{name}": values[name] - self.boundary_targets[name] for name in self.fields}
+
+
+# --- R runs as one problem -----------------------------------------------------------
+def _stacked(values: list, name: str, number):
+    """One value for R runs: the value itself when the runs agree, else tensors stacked
+    along a new leading run axis and numbers as ``number(values)`` (an (R, 1) tensor)."""
+    first = values[0]
+    if isinstance(first, torch.Tensor):
+        if all(v.shape == first.shape and torch.equal(v, first) for v in values[1:]):
+            return first
+        return torch.stack(values)
+    if isinstance(first, dict):
+        return {key: _stacked([v[key] for v in values], f"{name}.{key}", number)
+                for key in first}
+    if isinstance(first, (tuple, list)) and all(len(v) == len(first) for v in values):
+        return type(first)(_stacked(list(column), name, number) for column in zip(*values))
+    if all(v == first for v in values[1:]):
+        return first
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return number(values)
+    raise ValueError(f"the runs of a batch differ in {name} ({values!r}), which cannot be "
+                     "stacked")
+
+
+class _StackedCase:
+    """The cases of R runs read as one: an attribute on which the runs agree is that value,
+    a number on which they differ (the coupling) an (R, 1) tensor, which broadcasts against
+    the (R, N) fields. Read once per attribute (cases are immutable)."""
+
+    def __init__(self, cases, number):
+        self._cases, self._number, self._cache = list(cases), number, {}
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in self._cache:
+            values = [getattr(case, name) for case in self._cases]
+            self._cache[name] = _stacked(values, f"case.{name}", self._number)
+        return self._cache[name]
+
+
+def stack_problems(problems) -> Problem:
+    """The problem of R runs trained together (:mod:`pinn.trainer`): the first run's
+    problem with every attribute stacked over the runs (:func:`_stacked`; the case becomes
+    a :class:`_StackedCase`). Its residuals take fields with a leading run axis and return
+    (R, N) rows, its :meth:`Problem.loss_terms` (R,) per term: one pass for all runs, with
+    each problem's residual code unchanged. Scoring stays with each run's own problem."""
+    problems = list(problems)
+    first = problems[0]
+    if any(type(p) is not type(first) for p in problems):
+        raise ValueError("the runs of a batch need problems of one type")
+
+    def number(values):
+        return torch.tensor(values, dtype=first.dtype, device=first.device)[:, None]
+
+    stacked = copy.copy(first)
+    for name, value in vars(first).items():
+        if name == "case":
+            stacked.case = _StackedCase([p.case for p in problems], number)
+        elif not name.startswith("_"):
+            setattr(stacked, name, _stacked([vars(p)[name] for p in problems], name, number))
+    stacked.runs = len(problems)
+    return stacked

@@ -110,12 +110,12 @@ class ElectroosmoticProblem(Problem):
         phi, cp, cm = fields["phi"], fields["c_plus"], fields["c_minus"]
         u, v, p = fields["u"], fields["v"], fields["p"]
         charge = cp.value - cm.value
-        drift_plus = (cp.grad * phi.grad).sum(dim=1) + cp.value * phi.lap
-        drift_minus = (cm.grad * phi.grad).sum(dim=1) + cm.value * phi.lap
+        drift_plus = (cp.grad * phi.grad).sum(dim=-1) + cp.value * phi.lap
+        drift_minus = (cm.grad * phi.grad).sum(dim=-1) + cm.value * phi.lap
         np_plus = cp.lap + drift_plus
         np_minus = cm.lap - drift_minus
-        a = case.advection
-        if a:
+        a = case.advection  # a number, or (R, 1) when batched runs differ in Pe
+        if torch.is_tensor(a) or a:
             np_plus = np_plus - a * (u.value * cp.x + v.value * cp.y)
             np_minus = np_minus - a * (u.value * cm.x + v.value * cm.y)
         return {
@@ -128,11 +128,12 @@ class ElectroosmoticProblem(Problem):
         }
 
     def boundary_residuals(self, model):
+        # Rows along the last axis: fields of batched runs carry a leading run axis.
         case, n = self.case, self.n_wall
         open_sides = case.sides == "open"
         orders = {name: 1 for name in self.fields if name != "p"} if open_sides else {}
         f = field_derivatives(model, self.edges, orders)
-        wall = {name: field.value[:n] for name, field in f.items()}
+        wall = {name: field.value[..., :n] for name, field in f.items()}
         wall_rows = {
             "phi": wall["phi"] - self.wall_data["phi"],
             "c_plus": wall["c_plus"] - self.wall_data["c_plus"],
@@ -140,17 +141,21 @@ class ElectroosmoticProblem(Problem):
             "u": wall["u"],
             "v": wall["v"],
         }
+
+        def rows(*parts):
+            return torch.cat(parts, dim=-1)
+
         if open_sides:
-            side_rows = {name: f[name].x[n:] for name in ("phi", "c_plus", "c_minus")}
-            side_rows["v"] = case.mu * f["v"].x[n:]
-            traction = case.mu * f["u"].x[n:] - f["p"].value[n:]
-            terms = {name: torch.cat([wall_rows[name], side_rows[name]])
+            side_rows = {name: f[name].x[..., n:] for name in ("phi", "c_plus", "c_minus")}
+            side_rows["v"] = case.mu * f["v"].x[..., n:]
+            traction = case.mu * f["u"].x[..., n:] - f["p"].value[..., n:]
+            terms = {name: rows(wall_rows[name], side_rows[name])
                      for name in ("phi", "c_plus", "c_minus")}
-            terms.update(u=wall_rows["u"], v=torch.cat([wall_rows["v"], side_rows["v"]]),
-                         p=traction)
+            terms.update(u=wall_rows["u"], v=rows(wall_rows["v"], side_rows["v"]), p=traction)
         else:
-            side_rows = {name: f[name].value[n:] - self.side_data[name] for name in self.fields}
-            terms = {name: torch.cat([wall_rows[name], side_rows[name]]) for name in wall_rows}
+            side_rows = {name: f[name].value[..., n:] - self.side_data[name]
+                         for name in self.fields}
+            terms = {name: rows(wall_rows[name], side_rows[name]) for name in wall_rows}
             terms["p"] = side_rows["p"]
         return {f"bc_{name}": terms[name] for name in self.fields}
 
