@@ -6,8 +6,13 @@ The paper's measure (paper notes, claim 3): for one system and one method,
 
 and its claim: SOAP+GN degrades <= 1.1x while Adam+GN degrades > 100x. :func:`summarise`
 computes it per seed (the median is reported, with the spread) from the runs' records (the
-``extra_info`` of the suite's benchmarks); ``python -m pinn report out.json`` renders the
-Markdown report with figures.
+``extra_info["runs"]`` of the suite's benchmarks); ``python -m pinn report out.json``
+renders the Markdown report with figures.
+
+A ratio of two unconverged errors says nothing about the claim, so a verdict needs a
+converged weak coupling: with ``converged_l2`` set, a system gets verdicts only when every
+seed of its best claimed method (lowest median final L2 at the weakest coupling) ends
+there at or below ``converged_l2``; otherwise its claims read "unconverged".
 """
 
 from __future__ import annotations
@@ -29,10 +34,13 @@ CLAIMS = {
 }
 
 
-def summarise(records: list[dict], claim_ratio: float = 1.1) -> dict:
+def summarise(records: list[dict], claim_ratio: float = 1.1,
+              converged_l2: float | None = None) -> dict:
     """{case: {method: row}} with row = couplings (weak -> strong), final L2_avg per
-    coupling (median over seeds), degradation (median over seeds, and min/max), and the
-    paper's claim with a verdict for the methods it speaks of."""
+    coupling (median over seeds), the worst seed's at the weakest (``weak_l2_max``),
+    degradation (median over seeds, and min/max), and, for the methods the paper speaks of,
+    its claim with a verdict (see the module docstring for ``converged_l2``); ``converged``
+    says whether the system's best claimed method met ``converged_l2``."""
     grouped = defaultdict(lambda: defaultdict(dict))   # (case, method) -> seed -> {c: l2}
     for rec in records:
         l2 = rec.get("L2_avg")
@@ -47,10 +55,12 @@ def summarise(records: list[dict], claim_ratio: float = 1.1) -> dict:
         ratios = [runs[couplings[-1]] / runs[couplings[0]] for runs in by_seed.values()
                   if len(couplings) > 1 and couplings[0] in runs and couplings[-1] in runs]
         ratios = [r for r in ratios if math.isfinite(r)]
+        weak = [runs.get(couplings[0], math.nan) for runs in by_seed.values()]
         row = {
             "coupling": CASES[case].coupling,
             "couplings": couplings,
             "l2_final": l2,
+            "weak_l2_max": max(weak) if finite(weak) == weak else math.inf,
             "degradation": _median(ratios) if ratios else None,
             "degradation_min": min(ratios) if ratios else None,
             "degradation_max": max(ratios) if ratios else None,
@@ -62,6 +72,16 @@ def summarise(records: list[dict], claim_ratio: float = 1.1) -> dict:
             row["verdict"] = ("reproduced" if holds(row["degradation"], claim_ratio)
                               else "not reproduced")
         summary[case][method] = row
+    for methods in summary.values():
+        claimed = [row for method, row in methods.items() if method in CLAIMS]
+        weak = [(row["l2_final"][f"{row['couplings'][0]:g}"], row["weak_l2_max"])
+                for row in claimed if row["l2_final"][f"{row['couplings'][0]:g}"] is not None]
+        best = min(weak, default=(None, math.inf))[1]
+        converged = converged_l2 is None or best <= converged_l2
+        for row in methods.values():
+            row["converged"] = converged
+            if "verdict" in row and not converged:
+                row["verdict"] = "unconverged"
     return dict(summary)
 
 
@@ -80,8 +100,9 @@ def fmt(value, spec=".2e") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def format_summary(summary: dict) -> str:
-    """A plain-text table: one line per system and method."""
+def format_summary(summary: dict, deferred: dict | None = None) -> str:
+    """A plain-text table: one line per system and method; ``deferred`` (system -> reason)
+    lists the systems the profile leaves out."""
     lines = [f"{'system':<14} {'method':<10} {'L2 weak':>9} {'L2 strong':>9} "
              f"{'degradation':>11}  claim"]
     for case, methods in summary.items():
@@ -91,13 +112,19 @@ def format_summary(summary: dict) -> str:
             claim = f"{row['claim']}: {row['verdict']}" if "claim" in row else ""
             lines.append(f"{case:<14} {method:<10} {fmt(weak):>9} {fmt(strong):>9} "
                          f"{fmt(row['degradation'], '.2f') + 'x':>11}  {claim}")
+    unconverged = [case for case, methods in summary.items()
+                   if not all(row.get("converged", True) for row in methods.values())]
+    if unconverged:
+        lines.append(f"unconverged at the weakest coupling (no verdict): {', '.join(unconverged)}")
+    for case, reason in (deferred or {}).items():
+        lines.append(f"not in this profile: {case}: {reason}")
     return "\n".join(lines)
 
 
 # --- the report ----------------------------------------------------------------------------
 def _records(data: dict) -> list[dict]:
-    records = [bench["extra_info"] for bench in data.get("benchmarks", [])
-               if "case" in bench.get("extra_info", {})]
+    records = [run for bench in data.get("benchmarks", [])
+               for run in bench.get("extra_info", {}).get("runs", [])]
     if not records:
         raise ValueError("the JSON holds no PINN benchmark records (was it written by "
                          "`pytest suite/ --benchmark-json ...`?)")
@@ -179,7 +206,7 @@ def write_report(json_path, out_dir=None) -> Path:
     records = _records(data)
     meta = data.get("pinn_bench", {})
     claim_ratio = meta.get("claim_ratio", 1.1)
-    summary = summarise(records, claim_ratio=claim_ratio)
+    summary = summarise(records, claim_ratio=claim_ratio, converged_l2=meta.get("converged_l2"))
     out_dir = Path(out_dir) if out_dir else json_path.with_suffix("")
     out_dir.mkdir(parents=True, exist_ok=True)
     _plot_degradation(summary, out_dir / "degradation.png")
@@ -208,6 +235,13 @@ def write_report(json_path, out_dir=None) -> Path:
             claim = f"{row['claim']}: **{row['verdict']}**" if "claim" in row else ""
             lines.append(f"| {case} | {method} | {row['coupling']} | {l2} | "
                          f"{fmt(row['degradation'], '.2f')}x{spread} | {claim} |")
+    unconverged = [case for case, methods in summary.items()
+                   if not all(row.get("converged", True) for row in methods.values())]
+    if unconverged:
+        lines += ["", f"No verdict where the best method's weakest-coupling L2 is above "
+                      f"{meta.get('converged_l2')}: {', '.join(unconverged)}."]
+    for case, reason in meta.get("deferred", {}).items():
+        lines += ["", f"Not in this profile: {case}: {reason}"]
     lines += ["", "![degradation](degradation.png)", "",
               "Final relative L2 per field at the strongest coupling:", "",
               "![fields](fields.png)", "", "## Runs", "",

@@ -65,23 +65,19 @@ def pytest_configure(config):
 def pytest_report_header(config):
     profile = _profile(config)
     runs = sum(1 for _ in profile.runs())
-    return (f"pinn-bench profile {profile.name!r}: {profile.description}; {runs} runs; "
-            f"device {config.getoption('--device')}")
+    batches = sum(1 for _ in profile.batches())
+    return (f"pinn-bench profile {profile.name!r}: {profile.description}; {runs} runs in "
+            f"{batches} batches; device {config.getoption('--device')}")
 
 
 def pytest_generate_tests(metafunc):
-    if "run_spec" not in metafunc.fixturenames:
+    if "batch_spec" not in metafunc.fixturenames:
         return
     profile = _profile(metafunc.config)
     only = metafunc.config.getoption("--case")
-    specs, ids = [], []
-    for case, coupling, optimizer, balancing, seed in profile.runs():
-        if only and case not in only:
-            continue
-        specs.append((case, coupling, optimizer, balancing, seed))
-        coupling_name = CASES[case].coupling
-        ids.append(f"{case}-{coupling_name}{coupling:g}-{optimizer}-{balancing}-seed{seed}")
-    metafunc.parametrize("run_spec", specs, ids=ids)
+    specs = [spec for spec in profile.batches() if not only or spec[0] in only]
+    ids = [f"{case}-{optimizer}+{balancing}" for case, optimizer, balancing, _ in specs]
+    metafunc.parametrize("batch_spec", specs, ids=ids)
 
 
 @pytest.fixture(scope="session")
@@ -107,11 +103,15 @@ def record(pytestconfig):
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
     profile = _profile(config)
-    entries = [bench["extra_info"] for bench in output_json["benchmarks"]]
+    entries = [run for bench in output_json["benchmarks"]
+               for run in bench["extra_info"].get("runs", [])]
     output_json["pinn_bench"] = {
         "profile": profile.name,
         "claim_ratio": profile.claim_ratio,
-        "summary": summarise(entries, claim_ratio=profile.claim_ratio),
+        "converged_l2": profile.converged_l2,
+        "deferred": profile.deferred,
+        "summary": summarise(entries, claim_ratio=profile.claim_ratio,
+                             converged_l2=profile.converged_l2),
     }
 
 
@@ -121,6 +121,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         return
     profile = _profile(config)
     terminalreporter.section(f"coupling robustness ({profile.name} profile)")
-    terminalreporter.write_line(format_summary(summarise(results, claim_ratio=profile.claim_ratio)))
+    summary = summarise(results, claim_ratio=profile.claim_ratio,
+                        converged_l2=profile.converged_l2)
+    terminalreporter.write_line(format_summary(summary, deferred=profile.deferred))
     terminalreporter.write_line("A verdict holds for this profile's budget only; the study over "
                                 "seeds and schedules is docs/results.md.")

@@ -2,9 +2,15 @@
 
 A profile is a plain config (jaxpi style): the systems with their couplings (weak to
 strong), the methods (optimizer x balancing), the seeds, and per system the training
-budget. ``smoke`` (the default) fits the whole suite in about ten minutes on a 2-core CPU;
-``paper`` is the published recipe (meant for a GPU); ``tiny`` checks the harness in
-seconds (the tests use it).
+budget. The runs of one system and method (every coupling and seed) train together as one
+batch (:mod:`pinn.trainer`), which is one benchmark of the suite.
+
+``smoke`` (the default) is sized by measurement to fit ``make bench`` in ten minutes on a
+2-core CPU with converged weak-coupling errors (``converged_l2``: a degradation ratio of
+two unconverged errors says nothing, so a system whose best method misses it gets no
+verdict); the systems it cannot converge in that time are listed in ``deferred`` with the
+reason, which the summary prints. ``paper`` is the published recipe (meant for a GPU);
+``tiny`` checks the harness in seconds (the tests use it).
 """
 
 from __future__ import annotations
@@ -14,6 +20,11 @@ from dataclasses import dataclass, field
 from reference.cases import CASES
 
 METHODS = (("adam", "none"), ("adam", "gn"), ("soap", "none"), ("soap", "gn"))
+CLAIM_METHODS = (("soap", "gn"), ("adam", "gn"))
+EOF_PATCH_DEFERRED = (
+    "its weakest coupling does not converge in this budget: SOAP+GN at the smoke size "
+    "(6 x 3 x 32, 800 points, 2000 steps) ended Pe = 0 at L2 4.7e-1 (measured 2026-11-28); "
+    "it runs in the 'long' profile")
 
 
 @dataclass(frozen=True)
@@ -39,7 +50,8 @@ class Profile:
     seeds: tuple[int, ...] = (42,)
     claim_ratio: float = 1.1                  # paper: SOAP+GN degrades <= 1.1x
     dtype: str = "float32"
-    notes: dict = field(default_factory=dict)
+    converged_l2: float | None = None         # weak-coupling L2 a verdict needs (None: any)
+    deferred: dict[str, str] = field(default_factory=dict)   # case -> why it is not here
 
     def __post_init__(self):
         unknown = set(self.couplings) - set(CASES)
@@ -49,30 +61,39 @@ class Profile:
         if missing:
             raise ValueError(f"profile {self.name!r}: no budget for {sorted(missing)}")
 
+    def batches(self):
+        """Every benchmark as (case, optimizer, balancing, [(coupling, seed), ...]): the
+        runs of one system and method, trained together."""
+        for case, values in self.couplings.items():
+            for optimizer, balancing in self.methods:
+                yield case, optimizer, balancing, [(v, seed) for v in values for seed in self.seeds]
+
     def runs(self):
         """Every run as (case, coupling, optimizer, balancing, seed)."""
-        for case, values in self.couplings.items():
-            for value in values:
-                for optimizer, balancing in self.methods:
-                    for seed in self.seeds:
-                        yield case, value, optimizer, balancing, seed
+        for case, optimizer, balancing, runs in self.batches():
+            for value, seed in runs:
+                yield case, value, optimizer, balancing, seed
 
 
-_SMOKE_1D = Budget(steps=1500, lr=1e-3, width=32, depth=3, n_points=100, balance_every=250,
+# Sized by measurement (2-core CPU machine, 2026-11-28, one thread, seed 42, final L2_avg at
+# weak / middle / strong coupling after 2000 steps; docs/benchmark.md has the table):
+# every system's best method ends its weakest coupling at <= 1.2e-3, and the whole profile
+# trains in about six minutes of one core.
+_SMOKE_1D = Budget(steps=2000, lr=1e-3, width=32, depth=3, n_points=100, balance_every=250,
                    eval_every=250)
-_SMOKE_2D = Budget(steps=600, lr=1e-3, width=32, depth=3, n_points=400, balance_every=200,
-                   eval_every=100)
+_SMOKE_2D = Budget(steps=2000, lr=1e-3, width=32, depth=3, n_points=800, balance_every=250,
+                   eval_every=250)
 
 SMOKE = Profile(
     name="smoke",
-    description="every system, 2 couplings, 4 methods, short CPU runs (minutes in all)",
+    description="the 1D systems at 3 couplings and the straight EOF channel at 2, "
+                "SOAP+GN and Adam+GN, converged weak couplings (ten minutes on 2 CPU cores)",
     couplings={
-        "thermo": (1.0, 10.0),
-        "rd-symmetric": (1.0, 10.0),
-        "rd-asymmetric": (1.0, 10.0),
-        "npp": (0.5, 0.2),
+        "thermo": (1.0, 10.0, 50.0),
+        "rd-symmetric": (1.0, 10.0, 50.0),
+        "rd-asymmetric": (1.0, 10.0, 50.0),
+        "npp": (0.5, 0.1, 0.05),
         "eof-straight": (0.5, 0.2),
-        "eof-patch": (0.0, 10.0),
     },
     budgets={
         "thermo": _SMOKE_1D,
@@ -80,8 +101,10 @@ SMOKE = Profile(
         "rd-asymmetric": _SMOKE_1D,
         "npp": _SMOKE_1D,
         "eof-straight": _SMOKE_2D,
-        "eof-patch": _SMOKE_2D,
     },
+    methods=CLAIM_METHODS,
+    converged_l2=1e-2,
+    deferred={"eof-patch": EOF_PATCH_DEFERRED},
 )
 
 _PAPER_1D = Budget(steps=60_000, lr=1e-3, width=64, depth=4, eval_every=500)
@@ -108,6 +131,18 @@ PAPER = Profile(
     },
 )
 
+_LONG_2D = Budget(steps=10_000, lr=1e-3, width=48, depth=4, n_points=1000, balance_every=500,
+                  eval_every=500)
+
+LONG = Profile(
+    name="long",
+    description="smoke plus the charge-patch EOF channel; 2D runs 5x longer on larger networks",
+    couplings={**SMOKE.couplings, "eof-patch": (0.0, 10.0)},
+    budgets={**SMOKE.budgets, "eof-straight": _LONG_2D, "eof-patch": _LONG_2D},
+    methods=CLAIM_METHODS,
+    converged_l2=1e-2,
+)
+
 _TINY = Budget(steps=20, lr=1e-3, width=8, depth=2, n_points=20, balance_every=10,
                eval_every=10)
 
@@ -120,7 +155,7 @@ TINY = Profile(
     methods=(("adam", "gn"), ("soap", "gn")),
 )
 
-PROFILES = {profile.name: profile for profile in (SMOKE, PAPER, TINY)}
+PROFILES = {profile.name: profile for profile in (SMOKE, LONG, PAPER, TINY)}
 
 
 def get_profile(name: str) -> Profile:

@@ -1,9 +1,11 @@
-"""One benchmark per run: train a PINN, score every field against its reference.
+"""One benchmark per batch: the runs of one system and method (every coupling and seed of the
+profile) train together, and every field of every run is scored against its reference.
 
-Each run trains once (``benchmark.pedantic``, one round, one iteration); the accuracy goes
-into ``extra_info`` (per-field relative L2: final, best and at the lowest loss; L2_avg;
-steps/s; the reference file and its sha256). 2D flows are scored against the stored
-DOLFINx references (the networks are evaluated at the reference grid's points).
+Each batch trains once (``benchmark.pedantic``, one round, one iteration: the time is the
+batch's); the accuracy goes into ``extra_info["runs"]``, one record per run (per-field
+relative L2: final, best and at the lowest loss; L2_avg; steps/s; the reference file and
+its sha256). 2D flows are scored against the stored DOLFINx references (the networks are
+evaluated at the reference grid's points).
 """
 
 import math
@@ -11,7 +13,7 @@ import math
 import torch
 
 from pinn.problems import get_problem
-from pinn.trainer import TrainConfig, resolve_device, train
+from pinn.trainer import TrainConfig, resolve_device, train_batch
 from reference import store
 from reference.cases import CASES, get_case
 
@@ -27,40 +29,45 @@ def _config(profile, case, coupling, optimizer, balancing, seed, device):
     )
 
 
-def test_train(benchmark, run_spec, profile, device, reference_root, record):
-    case_name, coupling, optimizer, balancing, seed = run_spec
-    config = _config(profile, *run_spec, device)
-    case = get_case(case_name, **config.case_params)
-    stored = case.dim == 2
-    problem = get_problem(
-        case, n_points=config.n_points, dtype=getattr(torch, config.dtype),
-        device=resolve_device(device), seed=seed, reference_root=reference_root,
-        reference="stored" if stored else "exact",
-    )
-    # the reference is read (and its hash checked) before training starts
-    problem.reference()
+def test_train(benchmark, batch_spec, profile, device, reference_root, record):
+    case_name, optimizer, balancing, runs = batch_spec
+    configs = [_config(profile, case_name, coupling, optimizer, balancing, seed, device)
+               for coupling, seed in runs]
+    cases = [get_case(case_name, **config.case_params) for config in configs]
+    stored = cases[0].dim == 2
+    problems = [get_problem(case, n_points=config.n_points,
+                            dtype=getattr(torch, config.dtype), device=resolve_device(device),
+                            seed=config.seed, reference_root=reference_root,
+                            reference="stored" if stored else "exact")
+                for case, config in zip(cases, configs)]
+    for problem in problems:
+        problem.reference()  # read (and its hash checked) before training starts
     benchmark.group = case_name
-    result = benchmark.pedantic(train, args=(config,), kwargs={"problem": problem},
-                                rounds=1, iterations=1, warmup_rounds=0)
+    results = benchmark.pedantic(train_batch, args=(configs,), kwargs={"problems": problems},
+                                 rounds=1, iterations=1, warmup_rounds=0)
 
-    path = store.reference_path(case, reference_root) if stored else None
-    info = {
-        "case": case_name, "coupling": CASES[case_name].coupling, "coupling_value": coupling,
-        "optimizer": optimizer, "balancing": balancing, "method": f"{optimizer}+{balancing}",
-        "seed": seed, "profile": profile.name, "status": result.status,
-        "steps": result.step, "steps_per_second": result.steps_per_second,
-        "device": result.device, "n_parameters": result.n_parameters,
-        "l2_final": result.final["l2"], "l2_best": result.best["l2"],
-        "l2_lowest_loss": result.lowest_loss["l2"],
-        "L2_avg": result.final["l2"]["avg"],
-        "reference": path.name if path else "exact",
-        "reference_sha256": store.sha256(path) if path else None,
-    }
-    info = _plain(info)
-    benchmark.extra_info.update(info)
-    record(info)
-    assert result.status == "completed", result.message
-    assert math.isfinite(info["L2_avg"])
+    infos = []
+    for (coupling, seed), case, result in zip(runs, cases, results):
+        path = store.reference_path(case, reference_root) if stored else None
+        info = _plain({
+            "case": case_name, "coupling": CASES[case_name].coupling,
+            "coupling_value": coupling, "optimizer": optimizer, "balancing": balancing,
+            "method": f"{optimizer}+{balancing}", "seed": seed, "profile": profile.name,
+            "status": result.status, "steps": result.step,
+            "steps_per_second": result.steps_per_second, "device": result.device,
+            "n_parameters": result.n_parameters, "l2_final": result.final["l2"],
+            "l2_best": result.best["l2"], "l2_lowest_loss": result.lowest_loss["l2"],
+            "L2_avg": result.final["l2"]["avg"],
+            "reference": path.name if path else "exact",
+            "reference_sha256": store.sha256(path) if path else None,
+        })
+        infos.append(info)
+        record(info)
+    benchmark.extra_info.update(case=case_name, method=f"{optimizer}+{balancing}",
+                                runs=infos)
+    for info, result in zip(infos, results):
+        assert result.status == "completed", result.message
+        assert math.isfinite(info["L2_avg"])
 
 
 def _plain(value):
