@@ -11,7 +11,8 @@ Per row (system, size, optimizer, R runs trained together), on plain steps (no G
 - ``flop``: the floating-point operations of one step, counted by
   ``torch.utils.flop_counter.FlopCounterMode`` (matmuls; the elementwise work is not
   counted, so this is the matmul arithmetic of forward, input derivatives and backward);
-- ``ms/step``: the median over ``--repeats`` timings of ``--steps`` steps;
+- ``ms/step``: the median over ``--repeats`` timings of ``--steps`` steps (with
+  ``--compile``: of the engine with the compiled loss, ``TrainConfig.compile``);
 - ``GFLOP/s``: flop / time, what the step achieves;
 - ``floor ms``: the same matmuls (every mm/bmm/addmm/baddbmm shape the step calls,
   recorded with a dispatch mode) timed alone, back to back: the time of the step if
@@ -69,19 +70,22 @@ def _engine(configs):
         return BatchedTrainer(configs)
 
 
-def _configs(row: str, dtype: str):
+def _configs(row: str, dtype: str, compile: bool = False):
     from pinn.config import TrainConfig
 
     case, params, width, depth, n_points, optimizer, runs = ROWS[row]
+    extra = {"compile": True} if compile else {}  # (the earlier engine has no such field)
     return [TrainConfig(case=case, case_params=params, optimizer=optimizer, balancing="gn",
                         balance_every=10**6, width=width, depth=depth, n_points=n_points,
-                        dtype=dtype, device="cpu", steps=10**6, progress=False, seed=seed)
+                        dtype=dtype, device="cpu", steps=10**6, progress=False, seed=seed,
+                        **extra)
             for seed in range(runs)]
 
 
-def time_row(row: str, dtype: str, steps: int) -> float:
-    """Seconds per step of ``row`` (after 3 untimed steps: the first is the GN refresh)."""
-    engine = _engine(_configs(row, dtype))
+def time_row(row: str, dtype: str, steps: int, compile: bool = False) -> float:
+    """Seconds per step of ``row`` (after 3 untimed steps: the first is the GN refresh,
+    the second compiles when ``compile``)."""
+    engine = _engine(_configs(row, dtype, compile))
     for _ in range(3):
         engine.train_step()
     start = time.perf_counter()
@@ -139,11 +143,11 @@ def analyse(row: str, dtype: str) -> dict:
     return {"flop": counter.get_total_flops(), "floor_seconds": floor}
 
 
-def _subprocess_time(path: str, row: str, dtype: str, steps: int) -> float:
+def _subprocess_time(path: str, row: str, dtype: str, steps: int, compile: bool = False) -> float:
     env = dict(os.environ, PYTHONPATH=path, PINN_THREADS="1")
     code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
             f"import torch; torch.set_num_threads(1); import roofline; "
-            f"print(roofline.time_row({row!r}, {dtype!r}, {steps}))")
+            f"print(roofline.time_row({row!r}, {dtype!r}, {steps}, {compile}))")
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=path, check=True,
                          capture_output=True, text=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -157,6 +161,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--baseline", default=None, metavar="PATH",
                         help="another checkout whose engine is timed alternately with this one")
+    parser.add_argument("--compile", action="store_true",
+                        help="time this checkout's engine with the compiled loss (config.compile)")
     parser.add_argument("--json", default=None, help="write the rows to this file")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.repeats < 1:
@@ -168,7 +174,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     print(f"one thread, {args.dtype}, {args.steps} steps x {args.repeats} repeats, "
-          f"torch {torch.__version__}")
+          f"{'compiled' if args.compile else 'eager'} loss, torch {torch.__version__}")
     header = (f"{'row':<24}{'runs':>5}{'MFLOP/step':>12}{'ms/step':>10}{'GFLOP/s':>9}"
               f"{'floor ms':>10}{'share':>7}{'peak GFLOP/s':>13}")
     if args.baseline:
@@ -179,12 +185,12 @@ def main(argv=None) -> int:
         info = analyse(row, args.dtype)
         mine, base = [], []
         for _ in range(args.repeats):
-            mine.append(_subprocess_time(str(ROOT), row, args.dtype, args.steps))
+            mine.append(_subprocess_time(str(ROOT), row, args.dtype, args.steps, args.compile))
             if args.baseline:
                 base.append(_subprocess_time(args.baseline, row, args.dtype, args.steps))
         seconds = statistics.median(mine)
         runs = ROWS[row][-1]
-        result = {"row": row, "runs": runs, "flop": info["flop"], "seconds_per_step": seconds,
+        result = {"row": row, "runs": runs, "compiled": args.compile, "flop": info["flop"], "seconds_per_step": seconds,
                   "gflops": info["flop"] / seconds / 1e9,
                   "floor_seconds": info["floor_seconds"],
                   "roofline_share": info["floor_seconds"] / seconds,

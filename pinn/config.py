@@ -27,8 +27,9 @@ BALANCING = ("none", "gn", "lra")
 SPLITS = ("per-field", "paper", "shared")
 
 # Fields a resumed run may change: they do not alter the trajectory of the parameters
-# (device: the same computation on other hardware; steps: run longer).
-RESUMABLE_CHANGES = ("steps", "device", "progress", "checkpoint_every", "run_dir")
+# (device, compile: the same computation on other hardware or in fused kernels, which
+# round differently; steps: run longer).
+RESUMABLE_CHANGES = ("steps", "device", "compile", "progress", "checkpoint_every", "run_dir")
 
 
 def _int(name, value, minimum, *, optional=False):
@@ -82,6 +83,9 @@ class TrainConfig:
     run_dir               where config, history, checkpoint, metrics and plots go (optional)
     checkpoint_every      write a checkpoint at the multiples of this many steps and at the
                           last step (0: only at the last step); only with a run_dir
+    compile               compile the loss and its backward with torch.compile (fused
+                          kernels: ~2x per step on the CPU, one compilation of 15-60 s per
+                          process; pays off for long runs, docs/training.md)
     progress              show a tqdm progress bar
     """
 
@@ -111,6 +115,7 @@ class TrainConfig:
     seed: int = 42
     run_dir: str | None = None
     checkpoint_every: int = 1000
+    compile: bool = False
     progress: bool = True
 
     def __post_init__(self):
@@ -162,8 +167,9 @@ class TrainConfig:
         if self.run_dir is not None and not isinstance(self.run_dir, str):
             self.run_dir = str(self.run_dir)
         _int("checkpoint_every", self.checkpoint_every, 0)
-        if not isinstance(self.progress, bool):
-            raise ValueError(f"progress must be True or False, got {self.progress!r}")
+        for name in ("compile", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         return self
 
     def to_dict(self) -> dict:
@@ -246,6 +252,8 @@ def add_arguments(parser) -> None:
     add("--seed", type=int, default=s, help="default 42")
     add("--run-dir", default=s, help="folder for config, history, checkpoint, metrics, plots")
     add("--checkpoint-every", type=int, default=s, help="default 1000 (0: only at the end)")
+    add("--compile", action="store_true", default=s,
+        help="compile the loss and its backward (torch.compile; for long runs)")
     add("--no-progress", dest="progress", action="store_false", default=s,
         help="no progress bar")
 

@@ -100,9 +100,11 @@ def fmt(value, spec=".2e") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def format_summary(summary: dict, deferred: dict | None = None) -> str:
-    """A plain-text table: one line per system and method; ``deferred`` (system -> reason)
-    lists the systems the profile leaves out."""
+def format_summary(summary: dict, deferred: dict | None = None,
+                   converged_l2: float | None = None) -> str:
+    """A plain-text table: one line per system and method, then each system's weakest-
+    coupling error of its best method (against ``converged_l2``, the bound a verdict
+    needs); ``deferred`` (system -> reason) lists the systems the profile leaves out."""
     lines = [f"{'system':<14} {'method':<10} {'L2 weak':>9} {'L2 strong':>9} "
              f"{'degradation':>11}  claim"]
     for case, methods in summary.items():
@@ -112,6 +114,15 @@ def format_summary(summary: dict, deferred: dict | None = None) -> str:
             claim = f"{row['claim']}: {row['verdict']}" if "claim" in row else ""
             lines.append(f"{case:<14} {method:<10} {fmt(weak):>9} {fmt(strong):>9} "
                          f"{fmt(row['degradation'], '.2f') + 'x':>11}  {claim}")
+    weakest = []
+    for case, methods in summary.items():
+        claimed = {m: row for m, row in methods.items() if m in CLAIMS}
+        if claimed:
+            method = min(claimed, key=lambda m: claimed[m]["weak_l2_max"])
+            weakest.append(f"{case} {method} {fmt(claimed[method]['weak_l2_max'])}")
+    if weakest:
+        bound = f" (a verdict needs <= {converged_l2:g})" if converged_l2 else ""
+        lines.append(f"weakest coupling, best method, worst seed{bound}: " + "; ".join(weakest))
     unconverged = [case for case, methods in summary.items()
                    if not all(row.get("converged", True) for row in methods.values())]
     if unconverged:

@@ -393,6 +393,10 @@ class Trainer:
         self.balancer = make_balancer(self.config.balancing, self.terms,
                                       self.config.balance_every, reference=reference or None,
                                       dtype=self.dtype, device=self.device, runs=len(self.runs))
+        # The loss of a plain step, compiled on request (config.compile): one fused graph of
+        # the networks, their input derivatives, the residuals and its backward.
+        self._plain_loss = (torch.compile(self._weighted_loss) if self.config.compile
+                            else self._weighted_loss)
         self.step = 0
         # First step at which each run's term was non-finite (-1: never), on the device.
         self._first_bad = torch.full((len(self.runs), len(self.terms)), -1, dtype=torch.long,
@@ -417,15 +421,22 @@ class Trainer:
         terms = self.problem.loss_terms(self.model)
         return torch.stack([terms[name] for name in self.terms], dim=1)
 
+    def _weighted_loss(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum_r sum_i lambda_ri L_ri, the losses L (runs, terms))."""
+        losses = self.loss_terms()
+        return (self.balancer.weights * losses).sum(), losses
+
     def train_step(self) -> torch.Tensor:
         """One optimizer step of every run; returns the (runs, terms) losses, detached
         (nothing is read back to the host)."""
         self.step += 1
-        losses = self.loss_terms()
-        if self.balancer.due(self.step):
+        if self.balancer.due(self.step):  # eager: the per-term gradients need each term's graph
+            losses = self.loss_terms()
             self.balancer.update(self.step, [term_gradients(losses[:, i].sum(), self.params)
                                              for i in range(len(self.terms))])
-        total = (self.balancer.weights * losses).sum()
+            total = (self.balancer.weights * losses).sum()
+        else:
+            total, losses = self._plain_loss()
         set_learning_rate(self.config, self.optimizer, self.step)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()

@@ -123,6 +123,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     terminalreporter.section(f"coupling robustness ({profile.name} profile)")
     summary = summarise(results, claim_ratio=profile.claim_ratio,
                         converged_l2=profile.converged_l2)
-    terminalreporter.write_line(format_summary(summary, deferred=profile.deferred))
+    terminalreporter.write_line(format_summary(summary, deferred=profile.deferred,
+                                               converged_l2=profile.converged_l2))
     terminalreporter.write_line("A verdict holds for this profile's budget only; the study over "
                                 "seeds and schedules is docs/results.md.")
