@@ -4,7 +4,8 @@ Every network of a model (:class:`pinn.networks.FieldNetworks`) is a tanh percep
 networks of one shape - all of them for the per-field split - form one stack
 :class:`StackedMLP` of K = R S perceptrons, weight (K, out, in) and bias (K, out), in
 run-major order: element k = r S + s is network s of run r. One step of training then
-costs the operations of ONE network, whatever the number of networks and runs:
+costs the operations of ONE network, whatever the number of networks and runs (large
+networks on many points are split into several stacks: ``nets_per_stack``):
 
     h_0 = z(x) as (K, N, in),   h_l = tanh(h_{l-1} W_l^T + b_l)   (one baddbmm per layer)
 
@@ -29,7 +30,24 @@ from torch import nn
 
 from .networks import MLP, FieldNetworks, tanh_channels
 
-__all__ = ["StackedMLP", "StackedNetworks"]
+__all__ = ["StackedMLP", "StackedNetworks", "nets_per_stack"]
+
+# The largest hidden-layer block of a stack, in floats (runs x networks x channels x points
+# x width): above it the elementwise work on the block falls out of cache and one network
+# at a time is faster. Measured (2-core CPU machine, 2026-11-28, Adam, ms per step, one
+# stack against one per network): thermo 4 x 64 R = 1 (77k floats) 6.2 vs 8.3, npp 3 x 32
+# R = 3 (86k) 7.0 vs 7.4, eof 3 x 32 400 points (384k) 19.1 vs 18.4, thermo 4 x 64 R = 16
+# (1.2M) 75-77 vs 72-74, eof 3 x 32 800 points R = 2 (1.5M) 60 vs 52, eof 4 x 64 1000 points
+# (1.9M) 119-121 vs 106-112, eof 5 x 128 3000 points (11.5M) 1058 vs 858-912.
+STACK_FLOATS = 2**18
+
+
+def nets_per_stack(runs: int, points: int, dim: int, width: int) -> int:
+    """How many networks per run one stack holds so that its hidden-layer blocks
+    (runs x networks x (1 + 2 dim) channels x points x width floats) stay within
+    :data:`STACK_FLOATS` (at least one)."""
+    per_network = (1 + 2 * dim) * points * width
+    return max(1, STACK_FLOATS // (runs * per_network))
 
 
 class _StackedLinear(nn.Module):
@@ -153,8 +171,11 @@ class StackedNetworks(nn.Module):
         self.runs = runs
 
     @classmethod
-    def stack(cls, models: Sequence[FieldNetworks]) -> "StackedNetworks":
-        """Stack R models built alike (same groups; every network an :class:`MLP`)."""
+    def stack(cls, models: Sequence[FieldNetworks],
+              nets_per_stack: int | None = None) -> "StackedNetworks":
+        """Stack R models built alike (same groups; every network an :class:`MLP`): the
+        networks of one shape in one stack, or in stacks of at most ``nets_per_stack``
+        networks per run."""
         if not models:
             raise ValueError("need at least one model to stack")
         groups = models[0].groups
@@ -167,7 +188,9 @@ class StackedNetworks(nn.Module):
         shapes: dict[tuple, list[int]] = {}
         for s, net in enumerate(models[0].nets):
             shapes.setdefault(_shape(net), []).append(s)
-        members = list(shapes.values())
+        chunk = nets_per_stack or len(models[0].nets)
+        members = [group[i:i + chunk] for group in shapes.values()
+                   for i in range(0, len(group), chunk)]
         stacks = [StackedMLP([model.nets[s] for model in models for s in group])
                   for group in members]
         weight = models[0].nets[0].layers[0].weight
@@ -179,10 +202,21 @@ class StackedNetworks(nn.Module):
         size = len(self.members[g])
         return slice(r * size, (r + 1) * size)
 
-    def parameter_rows(self, r: int) -> list[slice]:
-        """For each parameter (in ``parameters()`` order), the rows of run r."""
-        return [self.rows(g, r) for g, stack in enumerate(self.stacks)
-                for _ in stack.parameters()]
+    def run_parameters(self, r: int) -> list[tuple[int, int]]:
+        """Where run r's own parameters live: for each parameter of its model, in
+        ``FieldNetworks.parameters()`` order (network by network, layer by layer, weight
+        then bias), the pair (index of the stacked parameter in ``parameters()``, row)."""
+        offsets, where = [0], {}
+        for stack in self.stacks:
+            offsets.append(offsets[-1] + len(list(stack.parameters())))
+        for g, members in enumerate(self.members):
+            for j, s in enumerate(members):
+                where[s] = (g, self.rows(g, r).start + j)
+        pairs = []
+        for s in range(len(self.groups)):
+            g, k = where[s]
+            pairs += [(offsets[g] + i, k) for i in range(offsets[g + 1] - offsets[g])]
+        return pairs
 
     def _inputs(self, g: int, x: torch.Tensor) -> torch.Tensor:
         """Points (N, dim) shared by the runs, or (R, N, dim) one set per run, as the

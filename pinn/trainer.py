@@ -65,7 +65,7 @@ from .config import TrainConfig
 from .networks import build_model
 from .problems.base import stack_problems
 from .schedules import lr_factor
-from .stacked import StackedNetworks
+from .stacked import StackedNetworks, nets_per_stack
 
 __all__ = ["train", "train_batch", "Trainer", "TrainResult", "TrainConfig", "make_optimizer",
            "resolve_device", "batch_key", "PER_RUN_FIELDS"]
@@ -188,14 +188,14 @@ def batch_key(config: TrainConfig) -> str:
     return json.dumps(data, sort_keys=True)
 
 
-# --- optimizer state: a run's rows of the stacked state, and back -----------------------
-def _rows(value, rows: slice):
+# --- optimizer state: a run's part of the stacked state, and back ----------------------
+def _row(value, k: int):
     if isinstance(value, torch.Tensor):
-        return value[rows].clone() if value.dim() >= 1 else value.clone()
+        return value[k:k + 1].clone() if value.dim() >= 1 else value.clone()
     if isinstance(value, (list, tuple)):
-        return type(value)(_rows(v, rows) for v in value)
+        return type(value)(_row(v, k) for v in value)
     if isinstance(value, dict):
-        return {k: _rows(v, rows) for k, v in value.items()}
+        return {key: _row(v, k) for key, v in value.items()}
     return value
 
 
@@ -216,20 +216,33 @@ def _concat(values: list):
     return first
 
 
-def optimizer_rows(state: dict, rows: Sequence[slice]) -> dict:
-    """One run's part of a stacked optimizer state dict: parameter k's tensors sliced to
-    ``rows[k]`` (the run's rows), scalars and step counts shared."""
-    return {"state": {k: _rows(v, rows[k]) for k, v in state["state"].items()},
-            "param_groups": state["param_groups"]}
+def run_optimizer_state(state: dict, places: Sequence[tuple[int, int]]) -> dict:
+    """One run's part of a stacked optimizer state dict, keyed like the run's own model's
+    parameters: entry i is row ``places[i][1]`` of stacked parameter ``places[i][0]``
+    (:meth:`pinn.stacked.StackedNetworks.run_parameters`), every tensor keeping a leading
+    axis of 1; scalars and step counts are shared. The layout does not depend on how the
+    networks were stacked, so the run resumes alone or in any batch."""
+    return {"state": {i: _row(state["state"][p], k) for i, (p, k) in enumerate(places)
+                      if p in state["state"]}}
 
 
-def concat_optimizer_rows(states: Sequence[dict], param_groups: list) -> dict:
-    """The stacked optimizer state of R runs' parts (inverse of :func:`optimizer_rows`)."""
-    keys = set(states[0]["state"])
-    if any(set(s["state"]) != keys for s in states):
-        raise ValueError("cannot stack optimizer states of runs at different stages")
-    return {"state": {k: _concat([s["state"][k] for s in states]) for k in keys},
-            "param_groups": param_groups}
+def stacked_optimizer_state(states: Sequence[dict], places: Sequence[Sequence[tuple[int, int]]],
+                            param_groups: list) -> dict:
+    """The stacked optimizer state of R runs' parts (inverse of
+    :func:`run_optimizer_state`; ``places[r]`` is run r's)."""
+    sources: dict[int, dict[int, tuple[int, int]]] = {}
+    for r, run_places in enumerate(places):
+        for i, (p, k) in enumerate(run_places):
+            sources.setdefault(p, {})[k] = (r, i)
+    stacked = {}
+    for p, rows in sources.items():
+        parts = [states[r]["state"].get(i) for r, i in (rows[k] for k in sorted(rows))]
+        if all(part is None for part in parts):
+            continue
+        if any(part is None for part in parts):
+            raise ValueError("cannot stack optimizer states of runs at different stages")
+        stacked[p] = _concat(parts)
+    return {"state": stacked, "param_groups": param_groups}
 
 
 # --- one run's record -------------------------------------------------------------------
@@ -382,7 +395,10 @@ class Trainer:
         self.config, self.device, self.dtype = first.config, first.device, first.dtype
         states = [run.load() for run in self.runs] if resume else None
 
-        self.model = StackedNetworks.stack([run.model for run in self.runs])
+        self.model = StackedNetworks.stack(
+            [run.model for run in self.runs],
+            nets_per_stack(len(self.runs), first.problem.interior.shape[-2], first.case.dim,
+                           first.model.nets[0].width))
         self.params = list(self.model.parameters())
         self.problem = stack_problems([run.problem for run in self.runs])
         with torch.no_grad():
@@ -409,8 +425,10 @@ class Trainer:
         if len(steps) != 1:
             raise ValueError(f"cannot batch runs resumed at different steps {sorted(steps)}")
         self.step = steps.pop()
-        self.optimizer.load_state_dict(concat_optimizer_rows(
-            [s["optimizer"] for s in states], self.optimizer.state_dict()["param_groups"]))
+        self.optimizer.load_state_dict(stacked_optimizer_state(
+            [s["optimizer"] for s in states],
+            [self.model.run_parameters(r) for r in range(len(self.runs))],
+            self.optimizer.state_dict()["param_groups"]))
         balancers = [s["balancer"] for s in states]
         self.balancer.load_state_dict({**balancers[0], "weights": torch.stack(
             [torch.as_tensor(b["weights"]) for b in balancers])})
@@ -538,7 +556,7 @@ class Trainer:
             "config": run.config.to_dict(),
             "step": self.step,
             "model": run.model.state_dict(),
-            "optimizer": optimizer_rows(optimizer_state, self.model.parameter_rows(r)),
+            "optimizer": run_optimizer_state(optimizer_state, self.model.run_parameters(r)),
             "balancer": balancer,
             "history": run.history,
             "best": run.best,

@@ -75,10 +75,16 @@ class Profile:
                 yield case, value, optimizer, balancing, seed
 
 
-# Sized by measurement (2-core CPU machine, 2026-11-28, one thread, seed 42, final L2_avg at
-# weak / middle / strong coupling after 2000 steps; docs/benchmark.md has the table):
-# every system's best method ends its weakest coupling at <= 1.2e-3, and the whole profile
-# trains in about six minutes of one core.
+# Sized by measurement (2-core CPU machine, 2026-11-28, one thread, seed 42, lr 1e-3,
+# 2000 steps, 3 x 32 networks; final L2_avg at weak / middle / strong coupling, batch time):
+#   thermo        SOAP+GN 8.8e-5 / 2.8e-4 / 6.9e-3 (10 s)   Adam+GN 3.0e-4 / 7.4e-3 / 4.9e-2 (6 s)
+#   rd-symmetric  SOAP+GN 4.7e-5 / 1.7e-4 / 7.1e-4 (14 s)
+#   rd-asymmetric SOAP+GN 9.3e-5 / 5.6e-5 / 2.2e-4 (19 s)   Adam+GN 1.4e-3 / 7.6e-3 / 4.9e-2 (12 s)
+#   npp           SOAP+GN 8.1e-5 / 5.9e-1 / 9.3e-1 (15 s)   Adam+GN 8.4e-2 / 9.6e-1 / 1.4 (9 s)
+#   eof-straight  (800 points) SOAP+GN 1.2e-3 / 2.7e-2 (118 s)   Adam+GN 3.2e-2 / 3.0e-1 (123 s)
+#   eof-patch     (800 points) SOAP+GN Pe 0: 4.7e-1, Pe 10: 2.5 (113 s): deferred
+# Every system's best method ends its weakest coupling at <= 1.2e-3; `make bench` on a
+# fresh clone took 5 min 40 s (README).
 _SMOKE_1D = Budget(steps=2000, lr=1e-3, width=32, depth=3, n_points=100, balance_every=250,
                    eval_every=250)
 _SMOKE_2D = Budget(steps=2000, lr=1e-3, width=32, depth=3, n_points=800, balance_every=250,

@@ -16,8 +16,8 @@ from pinn.soap_batched import BatchedSOAP
 from pinn.stacked import StackedMLP, StackedNetworks
 from pinn.trainer import (
     Trainer,
-    concat_optimizer_rows,
-    optimizer_rows,
+    run_optimizer_state,
+    stacked_optimizer_state,
     term_gradients,
     train,
     train_batch,
@@ -121,14 +121,15 @@ def test_batched_soap_equals_separate_soaps(options):
             assert torch.allclose(stacked[k][r], single[r][k], rtol=0, atol=1e-12)
     # The stacked state splits into each run's own rows, and concatenates back.
     state = batched.state_dict()
+    places = [[(k, r) for k in range(len(shapes))] for r in range(runs)]
     for r in range(runs):
-        mine = optimizer_rows(state, [slice(r, r + 1)] * len(shapes))["state"]
+        mine = run_optimizer_state(state, places[r])["state"]
         theirs = optimizers[r].state_dict()["state"]
         for k in theirs:
             assert torch.allclose(mine[k]["exp_avg_sq"][0], theirs[k]["exp_avg_sq"], atol=1e-12)
             assert mine[k]["step"] == theirs[k]["step"]
-    restacked = concat_optimizer_rows(
-        [optimizer_rows(state, [slice(r, r + 1)] * len(shapes)) for r in range(runs)],
+    restacked = stacked_optimizer_state(
+        [run_optimizer_state(state, places[r]) for r in range(runs)], places,
         state["param_groups"])
     assert torch.equal(restacked["state"][2]["Q"][0], state["state"][2]["Q"][0])
 
@@ -314,3 +315,27 @@ def test_the_compiled_loss_follows_the_eager_one_float64():
         for row_a, row_b in zip(a.history, b.history):
             assert _max_relative(row_a["loss"], row_b["loss"]) < 1e-10
             assert _max_relative(row_a["l2_avg"], row_b["l2_avg"]) < 1e-10
+
+
+def test_a_checkpoint_resumes_under_another_stacking(tmp_path, monkeypatch):
+    """A run's checkpoint holds its optimizer state per network of its own model, whatever
+    the stacking that wrote it: 10 steps in a batch of two with one stack per network, then
+    10 more alone in one stack, follow 20 steps alone (Adam + GN, float64, to 1e-10)."""
+    import pinn.stacked
+
+    def config(name, steps, **run):
+        return small(steps=steps, eval_every=5, checkpoint_every=10, balance_every=5,
+                     run_dir=str(tmp_path / name), **run)
+
+    straight = train(config("straight", 20, **RUNS[0]))
+    monkeypatch.setattr(pinn.stacked, "STACK_FLOATS", 1)  # one stack per network
+    batch = Trainer([config("split", 10, **RUNS[0]), config("other", 10, **RUNS[1])])
+    assert len(batch.model.stacks) == 2
+    batch.run()
+    monkeypatch.undo()
+    resumed = Trainer(config("split", 20, **RUNS[0]), resume=True)
+    assert len(resumed.model.stacks) == 1
+    [result] = resumed.run()
+    for a, b in zip(straight.history, result.history):
+        assert _max_relative(a["loss"], b["loss"]) < 1e-10
+    assert _max_relative(straight.final["l2"]["avg"], result.final["l2"]["avg"]) < 1e-10
