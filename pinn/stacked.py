@@ -153,7 +153,8 @@ def _shape(net: nn.Module) -> tuple:
 
 
 class StackedNetworks(nn.Module):
-    """The networks of R models of one architecture, one :class:`StackedMLP` per shape.
+    """The networks of R models of one architecture, in :class:`StackedMLP` s of one shape
+    each (all networks of a shape, or chunks of them: :meth:`stack`).
 
     ``stacks[g]`` holds, run-major, the networks ``members[g]`` (indices into the model's
     ``nets``) of every run: element r S_g + j is network members[g][j] of run r.

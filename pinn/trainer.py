@@ -136,29 +136,25 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_optimizer(config: TrainConfig, params, *, batched: bool = False) -> torch.optim.Optimizer:
-    """Adam (PyTorch defaults unless set; the fused kernel on stacked parameters) or SOAP
+def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+    """The optimizer of the engine's stacked parameters (a leading axis of independent
+    tensors, :mod:`pinn.stacked`): Adam (PyTorch defaults unless set; elementwise, so the
+    stacks need no change; the fused kernel) or SOAP as
+    :class:`pinn.soap_batched.BatchedSOAP`, one :class:`pinn.soap.SOAP` per network and run
     (the recipe: betas (0.99, 0.999), shampoo_beta = beta2, precondition_frequency 2, no
-    preconditioning of 1-D tensors).
-
-    ``batched``: the parameters are stacks with a leading axis of independent tensors (the
-    engine's); Adam is elementwise and needs no change, SOAP becomes
-    :class:`pinn.soap_batched.BatchedSOAP`."""
+    preconditioning of 1-D tensors)."""
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, betas=config.betas or (0.9, 0.999),
-                                eps=config.eps, weight_decay=config.weight_decay,
-                                fused=batched or None)
-    from .soap import SOAP
+                                eps=config.eps, weight_decay=config.weight_decay, fused=True)
     from .soap_batched import BatchedSOAP
 
-    soap = BatchedSOAP if batched else SOAP
-    return soap(params, lr=config.lr, betas=config.betas or (0.99, 0.999),
-                shampoo_beta=config.shampoo_beta, eps=config.eps,
-                weight_decay=config.weight_decay,
-                precondition_frequency=config.precondition_frequency,
-                # The trainer checks for divergence itself at evaluation steps; SOAP's own
-                # check would read a value back from the device on every step.
-                check_finite=False)
+    return BatchedSOAP(params, lr=config.lr, betas=config.betas or (0.99, 0.999),
+                       shampoo_beta=config.shampoo_beta, eps=config.eps,
+                       weight_decay=config.weight_decay,
+                       precondition_frequency=config.precondition_frequency,
+                       # The trainer checks for divergence itself at evaluation steps;
+                       # SOAP's own check would read a value back on every step.
+                       check_finite=False)
 
 
 def set_learning_rate(config: TrainConfig, optimizer, step: int) -> None:
@@ -329,8 +325,8 @@ class Run:
     def result(self, step: int, session_steps: int, session_seconds: float) -> TrainResult:
         return TrainResult(
             config=self.config.to_dict(), status=self.status, message=self.message,
-            step=step if self.stopped_at is None else self.stopped_at, best=self.best, lowest_loss=self.lowest_loss, final=self.final,
-            history=self.history,
+            step=step if self.stopped_at is None else self.stopped_at, best=self.best,
+            lowest_loss=self.lowest_loss, final=self.final, history=self.history,
             steps_per_second=session_steps / session_seconds if session_seconds > 0 else math.nan,
             train_seconds=self.train_seconds, eval_seconds=self.eval_seconds,
             n_parameters=self.n_parameters, device=str(self.device),
@@ -403,7 +399,7 @@ class Trainer:
         self.problem = stack_problems([run.problem for run in self.runs])
         with torch.no_grad():
             self.terms = tuple(self.problem.loss_terms(self.model))
-        self.optimizer = make_optimizer(self.config, self.params, batched=True)
+        self.optimizer = make_optimizer(self.config, self.params)
         # The PDE residual terms (LRA's reference): every term but the boundary ones.
         reference = [name for name in self.terms if not name.startswith("bc_")]
         self.balancer = make_balancer(self.config.balancing, self.terms,
