@@ -136,10 +136,13 @@ def sweep_command(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="runs trained together")
     parser.add_argument("--device", default=None, help="auto | cpu | cuda")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    parser.add_argument("--index-only", action="store_true",
+                        help="write the index of the runs finished so far and exit (trains "
+                             "nothing; safe while the sweep runs)")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
 
     def run(args) -> int:
-        from .sweep import load_spec, plan, run_sweep
+        from .sweep import index_finished, load_spec, plan, run_sweep
 
         budget = {key: value for key, value in (("steps", args.steps), ("device", args.device))
                   if value is not None}
@@ -150,6 +153,11 @@ def sweep_command(subparsers) -> None:
             if args.dry_run:
                 for item in plan(spec):
                     print(item.id)
+                return 0
+            if args.index_only:
+                rows = index_finished(spec)
+                done = sum(row["status"] != "pending" for row in rows)
+                print(f"{done} of {len(rows)} runs finished; index in {spec.output}")
                 return 0
             rows = run_sweep(spec, progress=args.progress)
         except ValueError as error:

@@ -57,7 +57,8 @@ from reference.cases import CASES
 
 from .config import TrainConfig
 
-__all__ = ["SweepSpec", "Run", "load_spec", "plan", "run_sweep", "batches", "mpi_world"]
+__all__ = ["SweepSpec", "Run", "load_spec", "plan", "run_sweep", "batches", "mpi_world",
+           "index_finished"]
 
 INDEX_JSON = "index.json"
 INDEX_CSV = "index.csv"
@@ -250,6 +251,14 @@ def _row(run: Run, metrics: dict | None, status: str | None = None, message: str
             "train_seconds": (metrics or {}).get("train_seconds"), "run_dir": str(run.run_dir),
             "message": message or (metrics or {}).get("message", ""),
             "config": config.to_dict()}
+
+
+def index_finished(spec: SweepSpec) -> list[dict]:
+    """Write the index of the runs finished so far (the others listed as pending), training
+    nothing and touching no run folder: a sweep's results while it is still running."""
+    rows = [_row(run, _finished(run)) for run in plan(spec)]
+    write_index(spec.output, rows)
+    return rows
 
 
 def write_index(output: Path, rows: list[dict]) -> None:

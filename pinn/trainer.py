@@ -49,6 +49,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -382,6 +383,12 @@ class Trainer:
         if not configs or not all(isinstance(c, TrainConfig) for c in configs):
             raise ValueError("configs must be a TrainConfig or a non-empty list of them")
         _check_batch(configs)
+        if configs[0].compile and "dolfinx" in sys.modules:
+            # Seen with DOLFINx 0.5.2 and torch 2.13: the compiled kernels crash (SIGSEGV)
+            # in a process that has imported DOLFINx.
+            raise ValueError("compile=True cannot run in a process that has imported DOLFINx "
+                             "(torch.compile's kernels crash there); train in a separate "
+                             "process, e.g. `python -m pinn train --compile ...`")
         problems = list(problems) if problems is not None else [None] * len(configs)
         self.runs = [Run(c, p) for c, p in zip(configs, problems)]
         first = self.runs[0]
@@ -407,8 +414,14 @@ class Trainer:
                                       dtype=self.dtype, device=self.device, runs=len(self.runs))
         # The loss of a plain step, compiled on request (config.compile): one fused graph of
         # the networks, their input derivatives, the residuals and its backward.
-        self._plain_loss = (torch.compile(self._weighted_loss) if self.config.compile
-                            else self._weighted_loss)
+        self._plain_loss = self._weighted_loss
+        if self.config.compile:
+            from torch._inductor import config as inductor
+
+            # Compile in this process, without a pool of forked workers (forking a process
+            # that runs MPI, as sweeps under mpirun do, is not safe).
+            inductor.compile_threads = 1
+            self._plain_loss = torch.compile(self._weighted_loss)
         self.step = 0
         # First step at which each run's term was non-finite (-1: never), on the device.
         self._first_bad = torch.full((len(self.runs), len(self.terms)), -1, dtype=torch.long,

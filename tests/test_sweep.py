@@ -128,6 +128,11 @@ def test_a_killed_sweep_finishes_on_restart_without_retraining(tmp_path):
 
 def test_cli_sweep_batches_and_is_idempotent(tmp_path, capsys):
     spec = write_spec(tmp_path, steps=20, batch_size=4)
+    # --index-only: the index of what is finished (nothing yet), no run folder touched
+    assert main(["sweep", str(spec), "--methods", "adam+gn", "--index-only"]) == 0
+    assert "0 of 4 runs finished" in capsys.readouterr().out
+    assert {row["status"] for row in _index(tmp_path)} == {"pending"}
+    assert not (tmp_path / "out" / "runs").exists()
     assert main(["sweep", str(spec), "--no-progress", "--methods", "adam+gn"]) == 0
     out = capsys.readouterr().out
     assert "batch of 4" in out and "4 of 4 runs completed" in out
@@ -135,6 +140,9 @@ def test_cli_sweep_batches_and_is_idempotent(tmp_path, capsys):
     assert history.read_text().count("\n") == 3  # header + steps 0, 20
     assert main(["sweep", str(spec), "--no-progress", "--methods", "adam+gn"]) == 0
     assert "4 finished, 0 to train" in capsys.readouterr().out
+    assert main(["sweep", str(spec), "--methods", "adam+gn", "--index-only"]) == 0
+    assert "4 of 4 runs finished" in capsys.readouterr().out
+    assert {row["status"] for row in _index(tmp_path)} == {"completed"}
     # More steps: the finished runs continue from their checkpoints.
     assert main(["sweep", str(spec), "--no-progress", "--methods", "adam+gn", "--steps", "40"]) == 0
     assert "batch of 4 (thermo, adam+gn, constant) from step 20" in capsys.readouterr().out
