@@ -243,7 +243,7 @@ def stacked_optimizer_state(states: Sequence[dict], places: Sequence[Sequence[tu
 
 
 # --- one run's record -------------------------------------------------------------------
-class Run:
+class RunRecord:
     """One run of the engine: its config, case, seeded model and problem, and its record
     (history, the three trackers, times, run directory files).
 
@@ -390,7 +390,7 @@ class Trainer:
                              "(torch.compile's kernels crash there); train in a separate "
                              "process, e.g. `python -m pinn train --compile ...`")
         problems = list(problems) if problems is not None else [None] * len(configs)
-        self.runs = [Run(c, p) for c, p in zip(configs, problems)]
+        self.runs = [RunRecord(c, p) for c, p in zip(configs, problems)]
         first = self.runs[0]
         if any(type(r.problem) is not type(first.problem)
                or r.problem.interior.shape != first.problem.interior.shape for r in self.runs):
@@ -482,7 +482,7 @@ class Trainer:
         return detached
 
     # --- evaluation and divergence -----------------------------------------------------
-    def sync_run(self, r: int) -> Run:
+    def sync_run(self, r: int) -> RunRecord:
         """Copy run r's weights from the stack into its own model."""
         run = self.runs[r]
         self.model.unstack_into(r, run.model)

@@ -84,7 +84,7 @@ class Profile:
 #   eof-straight  (800 points) SOAP+GN 1.2e-3 / 2.7e-2 (118 s)   Adam+GN 3.2e-2 / 3.0e-1 (123 s)
 #   eof-patch     (800 points) SOAP+GN Pe 0: 4.7e-1, Pe 10: 2.5 (113 s): deferred
 # Every system's best method ends its weakest coupling at <= 1.2e-3; `make bench` on a
-# fresh clone took 5 min 40 s (README).
+# fresh clone took 5 min 40 s and 5 min 49 s in two measurements (README).
 _SMOKE_1D = Budget(steps=2000, lr=1e-3, width=32, depth=3, n_points=100, balance_every=250,
                    eval_every=250)
 _SMOKE_2D = Budget(steps=2000, lr=1e-3, width=32, depth=3, n_points=800, balance_every=250,
