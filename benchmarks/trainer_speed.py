@@ -49,7 +49,7 @@ PATHS = {"analytic": contextlib.nullcontext, "autograd": autograd_derivatives}
 def naive_step(trainer: Trainer) -> None:
     """One step of the recipe with every term back-propagated separately."""
     trainer.step += 1
-    terms = list(trainer.problem.loss_terms(trainer.model).values())
+    terms = [loss.sum() for loss in trainer.problem.loss_terms(trainer.model).values()]  # one run
     grads = []
     for loss in terms:
         trainer.optimizer.zero_grad(set_to_none=True)
@@ -58,7 +58,7 @@ def naive_step(trainer: Trainer) -> None:
                       for p in trainer.params])
     if trainer.balancer.due(trainer.step):
         trainer.balancer.update(trainer.step, grads)
-    weights = trainer.balancer.weights
+    weights = trainer.balancer.weights[0]
     with torch.no_grad():
         for k, p in enumerate(trainer.params):
             p.grad = sum(w * term[k] for w, term in zip(weights, grads))
@@ -128,9 +128,9 @@ def main(argv=None) -> int:
     results = {key: statistics.median(values) for key, values in times.items()}
 
     probe = trainer("adam")
-    print(f"case {args.case}: {len(probe.model.nets)} nets x {args.depth} x {args.width}, "
+    print(f"case {args.case}: {len(probe.model.groups)} nets x {args.depth} x {args.width}, "
           f"{args.n_points} interior points, {len(probe.terms)} loss terms, "
-          f"{probe.n_parameters} parameters, {probe.device} {args.dtype}, "
+          f"{probe.runs[0].n_parameters} parameters, {probe.device} {args.dtype}, "
           f"{args.steps} timed steps after {args.warmup}, median of {args.repeats}, "
           f"{torch.get_num_threads()} threads")
     for (label, path), seconds in results.items():

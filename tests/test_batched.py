@@ -360,3 +360,28 @@ def test_a_checkpoint_resumes_under_another_stacking(tmp_path, monkeypatch):
     for a, b in zip(straight.history, result.history):
         assert _max_relative(a["loss"], b["loss"]) < 1e-10
     assert _max_relative(straight.final["l2"]["avg"], result.final["l2"]["avg"]) < 1e-10
+
+
+def test_stacked_fields_by_autograd_equal_the_forward_propagated_ones():
+    """Inside autograd_derivatives() the stacked networks' fields come from autograd (one
+    copy of the points per run): the same values, gradients and Laplacians (2D, float64)."""
+    from pinn.problems.base import autograd_derivatives, field_derivatives
+
+    case = get_case("eof-straight")
+    models = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        models.append(build_model(case, width=8, depth=2).double())
+    stacked = StackedNetworks.stack(models)
+    x = torch.rand(6, 2, dtype=torch.float64)
+    orders = {"phi": 2, "u": 1, "p": 0}
+    forward = field_derivatives(stacked, x, orders)
+    with autograd_derivatives():
+        backward = field_derivatives(stacked, x, orders)
+    for name, order in orders.items():
+        assert forward[name].value.shape == (2, 6)
+        torch.testing.assert_close(forward[name].value, backward[name].value, rtol=0, atol=1e-14)
+        if order >= 1:
+            torch.testing.assert_close(forward[name].grad, backward[name].grad, rtol=0, atol=1e-13)
+        if order >= 2:
+            torch.testing.assert_close(forward[name].lap, backward[name].lap, rtol=0, atol=1e-12)

@@ -105,8 +105,13 @@ def field_derivatives(model, x: torch.Tensor, orders: dict[str, int]) -> dict[st
     for the gradient and one per coordinate for the pure second derivatives, all with
     ``create_graph=True`` so that the loss can be differentiated with respect to the weights.
     """
-    if _ANALYTIC and hasattr(model, "field_derivatives"):  # stacked runs (pinn.stacked)
-        return model.field_derivatives(x.detach(), orders)
+    if hasattr(model, "field_derivatives"):  # stacked runs (pinn.stacked)
+        if _ANALYTIC:
+            return model.field_derivatives(x.detach(), orders)
+        # autograd: one copy of the points per run, so that each run's derivatives are its own
+        x = x.detach().expand(model.runs, *x.shape[-2:]).clone().requires_grad_(True)
+        return {name: _autograd_field(value, x, orders.get(name, 0))
+                for name, value in model(x).items()}
     x = x.detach()
     x_grad = x.detach().requires_grad_(any(orders.values()))  # for the autograd path
     fields = {}
@@ -121,16 +126,20 @@ def field_derivatives(model, x: torch.Tensor, orders: dict[str, int]) -> dict[st
             continue
         values = net(x_grad)
         for j, name in enumerate(group):
-            field = Field(values[:, j])
-            k = orders.get(name, 0)
-            if k >= 1:
-                field.grad = _grad(field.value, x_grad)
-            if k >= 2:
-                field.second = torch.stack(
-                    [_grad(field.grad[:, i], x_grad)[:, i] for i in range(x.shape[1])], dim=1
-                )
-            fields[name] = field
+            fields[name] = _autograd_field(values[:, j], x_grad, orders.get(name, 0))
     return fields
+
+
+def _autograd_field(value: torch.Tensor, x: torch.Tensor, order: int) -> Field:
+    """A field's value at ``x`` with its derivatives up to ``order`` by autograd (each
+    value depends on its own point only; the coordinate is x's last axis)."""
+    field = Field(value)
+    if order >= 1:
+        field.grad = _grad(value, x)
+    if order >= 2:
+        field.second = torch.stack([_grad(field.grad[..., i], x)[..., i]
+                                    for i in range(x.shape[-1])], dim=-1)
+    return field
 
 
 def uniform_interval(n: int, lo: float, hi: float) -> torch.Tensor:
