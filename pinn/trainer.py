@@ -179,6 +179,12 @@ def _json_safe(value):
     return value
 
 
+def _write_json(path: Path, data) -> None:
+    """``data`` as strict JSON at ``path``, written atomically (never half a file)."""
+    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
 def batch_key(config: TrainConfig) -> str:
     """Runs with equal keys can be trained in one batch (everything but PER_RUN_FIELDS)."""
     data = {k: v for k, v in config.to_dict().items() if k not in PER_RUN_FIELDS}
@@ -321,7 +327,7 @@ class RunRecord:
         """Create the run directory and write config.json."""
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / CONFIG).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+            _write_json(self.run_dir / CONFIG, self.config.to_dict())
 
     def result(self, step: int, session_steps: int, session_seconds: float) -> TrainResult:
         return TrainResult(
@@ -337,8 +343,7 @@ class RunRecord:
     def finish_run_dir(self, result: TrainResult) -> None:
         from .plotting import plot_history
 
-        metrics = json.dumps(_json_safe(result.metrics()), indent=2, allow_nan=False)
-        (self.run_dir / METRICS).write_text(metrics + "\n")
+        _write_json(self.run_dir / METRICS, _json_safe(result.metrics()))
         plot_history(self.history, self.run_dir, title=f"{self.case.label} {self.config.optimizer}"
                      f"+{self.config.balancing}")
 
