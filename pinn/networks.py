@@ -32,7 +32,7 @@ def _positive_int(name: str, value) -> int:
 def tanh_channels(a: torch.Tensor, derivatives) -> list:
     """[t, t' a', t' (a'' - 2 t a'^2)] for t = tanh(a), as many as ``derivatives`` = (a', a'')
     holds: the value and input derivatives of one hidden layer's output (see
-    ``MLP.forward_with_derivatives``)."""
+    :meth:`MLP.derivatives`, :meth:`pinn.stacked.StackedMLP.derivatives`)."""
     t = torch.tanh(a)
     channels = [t]
     if derivatives:
