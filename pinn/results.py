@@ -91,6 +91,7 @@ def collect(runs_root, machine: str | None = None, img_dir=NTK_DIR) -> dict:
             "status": metrics["status"], "steps": metrics.get("step"),
             "l2_final": _l2(metrics.get("final")), "l2_best": _l2(metrics.get("best")),
             "l2_lowest_loss": _l2(metrics.get("lowest_loss")),
+            "l2_tail": metrics.get("tail"),
             # steps per second of this run's share of its batch's training time
             "steps_per_second": _round(metrics["step"] / train_seconds, 3)
             if train_seconds > 0 else None,

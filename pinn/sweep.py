@@ -65,6 +65,7 @@ INDEX_CSV = "index.csv"
 SPEC_KEYS = {"output", "methods", "schedules", "seeds", "batch_size", "budget", "systems"}
 CSV_COLUMNS = ["id", "status", "case", "coupling", "value", "optimizer", "balancing",
                "schedule", "seed", "step", "final_l2_avg", "best_l2_avg", "lowest_loss_l2_avg",
+               "tail_l2_geomean", "tail_l2_spread",
                "train_seconds", "run_dir"]
 
 
@@ -248,6 +249,8 @@ def _row(run: Run, metrics: dict | None, status: str | None = None, message: str
             "balancing": config.balancing, "schedule": config.schedule, "seed": config.seed,
             "step": (metrics or {}).get("step"), "final_l2_avg": avg("final"),
             "best_l2_avg": avg("best"), "lowest_loss_l2_avg": avg("lowest_loss"),
+            "tail_l2_geomean": ((metrics or {}).get("tail") or {}).get("geomean"),
+            "tail_l2_spread": ((metrics or {}).get("tail") or {}).get("spread"),
             "train_seconds": (metrics or {}).get("train_seconds"), "run_dir": str(run.run_dir),
             "message": message or (metrics or {}).get("message", ""),
             "config": config.to_dict()}

@@ -67,6 +67,7 @@ from .networks import build_model
 from .problems.base import stack_problems
 from .schedules import lr_factor
 from .stacked import StackedNetworks, nets_per_stack
+from .statistics import tail
 
 __all__ = ["train", "train_batch", "Trainer", "TrainResult", "TrainConfig", "make_optimizer",
            "resolve_device", "batch_key", "PER_RUN_FIELDS"]
@@ -91,6 +92,9 @@ class TrainResult:
                        the evaluations; final: the last evaluation, NaN when diverged)
     history            one row per evaluation: step, loss (unweighted sum), weighted_loss,
                        loss_<term>, weight_<term>, l2_<field>, l2_avg, train_seconds
+    tail               L2_avg over the last evaluations (:func:`pinn.statistics.tail`:
+                       geomean, spread, min, max); None for a run with too few of them or
+                       a diverged one
     steps_per_second   optimizer steps per second of this run's share of the training time
                        (a batch of R runs: the batch's time times R), which excludes the
                        evaluations and checkpoints (measured in this session only when
@@ -111,6 +115,7 @@ class TrainResult:
     n_parameters: int
     device: str
     run_dir: str | None = None
+    tail: dict | None = None
 
     @property
     def diverged(self) -> bool:
@@ -119,7 +124,7 @@ class TrainResult:
     def metrics(self) -> dict:
         """Everything but the history and config, as JSON-able values."""
         return {key: getattr(self, key) for key in (
-            "status", "message", "step", "best", "lowest_loss", "final", "steps_per_second",
+            "status", "message", "step", "best", "lowest_loss", "final", "tail", "steps_per_second",
             "train_seconds", "eval_seconds", "n_parameters", "device", "run_dir")}
 
 
@@ -338,6 +343,7 @@ class RunRecord:
             train_seconds=self.train_seconds, eval_seconds=self.eval_seconds,
             n_parameters=self.n_parameters, device=str(self.device),
             run_dir=str(self.run_dir) if self.run_dir is not None else None,
+            tail=tail(self.history) if self.active else None,
         )
 
     def finish_run_dir(self, result: TrainResult) -> None:

@@ -18,7 +18,7 @@ RUN_KEYS = {
     "case": str, "coupling": str, "coupling_value": float, "optimizer": str,
     "balancing": str, "method": str, "seed": int, "profile": str, "status": str,
     "steps": int, "steps_per_second": float, "device": str, "n_parameters": int,
-    "l2_final": dict, "l2_best": dict, "l2_lowest_loss": dict, "L2_avg": float,
+    "l2_final": dict, "l2_best": dict, "l2_lowest_loss": dict, "l2_tail": dict, "L2_avg": float,
     "reference": str,
 }
 
