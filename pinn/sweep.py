@@ -29,8 +29,9 @@ batch (:mod:`pinn.trainer`), at most ``batch_size`` at a time.
 Resume: a run whose ``metrics.json`` exists is finished and skipped (its config must equal
 the spec's, else the sweep stops with an error naming it); a run with only a checkpoint
 continues from it (runs are batched with others at the same checkpoint step), and so does a
-finished run when the spec now asks for more steps; any other run starts afresh (a partial
-folder without checkpoint is cleared). Rerunning the same command
+finished run when the spec now asks for more steps; any other run starts afresh. Nothing is
+deleted: a folder that cannot be resumed (no checkpoint, or one that cannot be read) is
+moved aside to ``<output>/broken/<id>-<time>`` with a message. Rerunning the same command
 after a kill therefore finishes the sweep without retraining finished runs.
 
 Sharding: under ``mpirun -n K`` (detected from the launcher's environment; mpi4py is imported
@@ -47,6 +48,7 @@ import json
 import os
 import shutil
 import sys
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,30 +206,37 @@ def _finished(run: Run) -> dict | None:
     return metrics
 
 
-def _checkpoint_step(run: Run) -> int:
-    """The step of the run's checkpoint (0: none; a partial folder is cleared)."""
+def _checkpoint_step(run: Run, log=print) -> int:
+    """The step of the run's checkpoint; 0 when the run starts afresh, after moving a
+    folder that cannot be resumed aside (never deleting it: it may hold a finished run's
+    metrics)."""
     from . import checkpoint as ckpt
     from .trainer import CHECKPOINT
 
     path = run.run_dir / CHECKPOINT
+    if not run.run_dir.exists():
+        return 0
+    reason = "it holds no checkpoint"
     if path.is_file():
         try:
             return int(ckpt.load(path)["step"])
-        except ckpt.CheckpointError:
-            pass
-    if run.run_dir.exists():
-        shutil.rmtree(run.run_dir)
+        except ckpt.CheckpointError as error:
+            reason = f"its checkpoint cannot be read ({error})"
+    broken = run.run_dir.parent.parent / "broken" / f"{run.id}-{time.strftime('%Y%m%d-%H%M%S')}"
+    broken.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(run.run_dir), str(broken))
+    log(f"{run.id}: {reason}; moved to {broken}, the run starts afresh")
     return 0
 
 
-def batches(runs: list[Run], batch_size: int) -> list[tuple[int, list[Run]]]:
+def batches(runs: list[Run], batch_size: int, log=print) -> list[tuple[int, list[Run]]]:
     """Groups of compatible runs (same batch key and checkpoint step), at most batch_size
     each: [(start step, runs)]."""
     from .trainer import batch_key
 
     groups: dict = {}
     for run in runs:
-        groups.setdefault((batch_key(run.config), _checkpoint_step(run)), []).append(run)
+        groups.setdefault((batch_key(run.config), _checkpoint_step(run, log)), []).append(run)
     out = []
     for (_, step), members in groups.items():
         for i in range(0, len(members), batch_size):
@@ -319,7 +328,7 @@ def run_sweep(spec: SweepSpec, *, progress: bool = True, log=print) -> list[dict
             rows.append(_row(run, metrics))
     prefix = f"[rank {rank}/{size}] " if size > 1 else ""
     log(f"{prefix}{len(runs)} runs: {len(runs) - len(pending)} finished, {len(pending)} to train")
-    for step, group in batches(pending, spec.batch_size):
+    for step, group in batches(pending, spec.batch_size, log=lambda text: log(prefix + text)):
         configs = [run.config.replace(progress=progress) for run in group]
         log(f"{prefix}batch of {len(group)} ({group[0].config.case}, {group[0].config.optimizer}"
             f"+{group[0].config.balancing}, {group[0].config.schedule})"

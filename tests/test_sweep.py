@@ -168,3 +168,30 @@ def test_mpi_ranks_split_the_runs_and_rank0_writes_the_whole_index(tmp_path):
     rows = _index(tmp_path)
     assert sorted(row["id"] for row in rows) == sorted(run.id for run in plan(load_spec(spec)))
     assert {row["status"] for row in rows} == {"completed"}
+
+
+def test_a_folder_that_cannot_be_resumed_is_moved_aside_not_deleted(tmp_path, capsys):
+    """Raising --steps resumes finished runs from their checkpoints; a run whose checkpoint
+    is unreadable, or missing, starts afresh and its folder - metrics and all - is moved to
+    <output>/broken/, never deleted."""
+    spec = write_spec(tmp_path, steps=20, batch_size=4)
+    assert main(["sweep", str(spec), "--no-progress", "--methods", "adam+gn"]) == 0
+    capsys.readouterr()
+    runs = tmp_path / "out" / "runs"
+    garbled, missing = "thermo-gamma1-adam-gn-constant-s0", "thermo-gamma10-adam-gn-constant-s1"
+    (runs / garbled / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    (runs / missing / "checkpoint.pt").unlink()
+    assert main(["sweep", str(spec), "--no-progress", "--methods", "adam+gn",
+                 "--steps", "40"]) == 0
+    out = capsys.readouterr().out
+    assert f"{garbled}: its checkpoint cannot be read" in out
+    assert f"{missing}: it holds no checkpoint" in out
+    broken = sorted(p.name for p in (tmp_path / "out" / "broken").iterdir())
+    assert [name.rsplit("-", 2)[0] for name in broken] == sorted([garbled, missing])
+    for name in broken:  # the finished runs' metrics are kept
+        metrics = json.loads((tmp_path / "out" / "broken" / name / "metrics.json").read_text())
+        assert metrics["step"] == 20
+    rows = {row["id"]: row for row in _index(tmp_path)}
+    assert {row["step"] for row in rows.values()} == {"40"}
+    with open(runs / garbled / "history.csv") as handle:  # retrained from step 0
+        assert [row["step"] for row in csv.DictReader(handle)] == ["0", "20", "40"]
