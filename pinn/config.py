@@ -84,7 +84,7 @@ class TrainConfig:
     checkpoint_every      write a checkpoint at the multiples of this many steps and at the
                           last step (0: only at the last step); only with a run_dir
     compile               compile the loss and its backward with torch.compile (fused
-                          kernels: 1.3-2.6x per step on the CPU, one compilation of ~15 s
+                          kernels: 1.3-2.1x per step on the CPU, one compilation of ~15 s
                           or more per process; pays off for long runs, docs/training.md)
     progress              show a tqdm progress bar
     """
