@@ -317,15 +317,21 @@ def test_the_compiled_loss_follows_the_eager_one_float64(tmp_path):
             "--steps", "40", "--eval-every", "10", "--balance-every", "10", "--width", "16",
             "--depth", "2", "--n-points", "32", "--dtype", "float64", "--device", "cpu",
             "--seed", "1", "--no-progress"]
-    histories = []
+    # the command line, then how many graphs torch.compile captured in that process
+    script = ("import sys; from pinn.__main__ import main; status = main(sys.argv[1:]); "
+              "from torch._dynamo.utils import counters; "
+              "print('graphs', counters['stats']['unique_graphs']); sys.exit(status)")
+    histories, graphs = [], []
     for name, extra in (("eager", []), ("compiled", ["--compile"])):
-        run = subprocess.run([sys.executable, "-m", "pinn", *args, "--run-dir",
+        run = subprocess.run([sys.executable, "-c", script, *args, "--run-dir",
                               str(tmp_path / name), *extra],
                              cwd=Path(__file__).resolve().parents[1], capture_output=True,
                              text=True, timeout=600)
         assert run.returncode == 0, run.stderr[-2000:]
+        graphs.append(int(run.stdout.split("graphs")[-1]))
         with open(tmp_path / name / "history.csv") as handle:
             histories.append(list(csv.DictReader(handle)))
+    assert graphs == [0, 1]  # compiled once, and only when asked
     eager, compiled = histories
     assert [row["step"] for row in compiled] == ["0", "10", "20", "30", "40"]
     for a, b in zip(eager, compiled):
