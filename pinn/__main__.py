@@ -171,20 +171,30 @@ def sweep_command(subparsers) -> None:
 
 def results_command(subparsers) -> None:
     parser = subparsers.add_parser(
-        "results", help="the reproduction study's page from its results JSON",
-        description="Render docs/results.md (and its figures in docs/img/) from the study "
-                    "JSON; with --collect, first gather a sweep's run folders into that JSON.")
-    parser.add_argument("json", help="the study JSON, e.g. data/results/study-cpu.json")
-    parser.add_argument("--out", default="docs/results.md", help="the Markdown page to write")
-    parser.add_argument("--collect", default=None, metavar="SWEEP_OUTPUT",
-                        help="first (re)write the JSON from this sweep output folder "
-                             "(e.g. runs/study-cpu)")
+        "results", help="the reproduction study: collect a sweep into a JSON, render the page",
+        description="collect: gather a sweep's finished run folders into a study JSON (one "
+                    "per budget); render: write docs/results.md (and its figures in docs/img/) "
+                    "from study JSONs.")
+    actions = parser.add_subparsers(dest="action", required=True)
+    collect = actions.add_parser("collect", help="a sweep's finished runs -> a study JSON")
+    collect.add_argument("runs", help="the sweep's output folder, e.g. runs/paper-1d")
+    collect.add_argument("json", help="the study JSON to write, e.g. data/results/paper-1d.json")
+    collect.add_argument("--study", default=None,
+                         help="what these runs are, in words (heads their section of the "
+                              "page); default: the existing JSON's")
+    collect.add_argument("--img", default="docs/img", help="where the EOF error figures go")
+    render = actions.add_parser("render", help="study JSONs -> docs/results.md")
+    render.add_argument("json", nargs="+", help="study JSONs, one section each, in this order")
+    render.add_argument("--out", default="docs/results.md", help="the Markdown page to write")
 
     def run(args) -> int:
-        from .results import write_results
+        from .results import write_json, write_page
 
         try:
-            path = write_results(args.json, args.out, collect_from=args.collect)
+            if args.action == "collect":
+                path = write_json(args.runs, args.json, args.study, img_dir=args.img)
+            else:
+                path = write_page(args.json, args.out)
         except ValueError as error:
             parser.error(str(error))
         print(f"wrote {path}")

@@ -1,18 +1,6 @@
-"""Coupling robustness from benchmark results: degradation tables, verdicts, a report.
-
-The paper's measure (paper notes, claim 3): for one system and one method,
-
-    degradation = final L2_avg at the strongest coupling / final L2_avg at the weakest,
-
-and its claim: SOAP+GN degrades <= 1.1x while Adam+GN degrades > 100x. :func:`summarise`
-computes it per seed (the median is reported, with the spread) from the runs' records (the
-``extra_info["runs"]`` of the suite's benchmarks); ``python -m pinn report out.json``
-renders the Markdown report with figures.
-
-A ratio of two unconverged errors says nothing about the claim, so a verdict needs a
-converged weak coupling: with ``converged_l2`` set, a system gets verdicts only when every
-seed of its best claimed method (lowest median final L2 at the weakest coupling) ends
-there at or below ``converged_l2``; otherwise its claims read "unconverged".
+"""The suite's report: the coupling-robustness summary of a benchmark JSON, as a terminal
+table (:func:`format_summary`) and as Markdown with figures (``python -m pinn report
+out.json``). The measure, its intervals and the verdicts are :mod:`pinn.claims`.
 """
 
 from __future__ import annotations
@@ -20,74 +8,13 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections import defaultdict
 from pathlib import Path
 
 from reference.cases import CASES
 
-__all__ = ["summarise", "format_summary", "write_report", "CLAIMS"]
+from .claims import claim_of, finite, summarise
 
-# method -> (description of the published claim, test on the degradation ratio)
-CLAIMS = {
-    "soap+gn": ("<= {ratio:g}x", lambda d, ratio: d <= ratio),
-    "adam+gn": ("> 100x", lambda d, ratio: d > 100.0),
-}
-
-
-def summarise(records: list[dict], claim_ratio: float = 1.1,
-              converged_l2: float | None = None) -> dict:
-    """{case: {method: row}} with row = couplings (weak -> strong), final L2_avg per
-    coupling (median over seeds), the worst seed's at the weakest (``weak_l2_max``),
-    degradation (median over seeds, and min/max), and, for the methods the paper speaks of,
-    its claim with a verdict (see the module docstring for ``converged_l2``); ``converged``
-    says whether the system's best claimed method met ``converged_l2``."""
-    grouped = defaultdict(lambda: defaultdict(dict))   # (case, method) -> seed -> {c: l2}
-    for rec in records:
-        l2 = rec.get("L2_avg")
-        key = (rec["case"], rec["method"])
-        grouped[key][rec["seed"]][rec["coupling_value"]] = l2 if l2 is not None else math.nan
-
-    summary: dict = defaultdict(dict)
-    for (case, method), by_seed in sorted(grouped.items()):
-        couplings = CASES[case].weak_to_strong([c for runs in by_seed.values() for c in runs])
-        l2 = {f"{c:g}": _median([runs.get(c, math.nan) for runs in by_seed.values()])
-              for c in couplings}
-        ratios = [runs[couplings[-1]] / runs[couplings[0]] for runs in by_seed.values()
-                  if len(couplings) > 1 and couplings[0] in runs and couplings[-1] in runs]
-        ratios = [r for r in ratios if math.isfinite(r)]
-        weak = [runs.get(couplings[0], math.nan) for runs in by_seed.values()]
-        row = {
-            "coupling": CASES[case].coupling,
-            "couplings": couplings,
-            "l2_final": l2,
-            "weak_l2_max": max(weak) if finite(weak) == weak else math.inf,
-            "degradation": _median(ratios) if ratios else None,
-            "degradation_min": min(ratios) if ratios else None,
-            "degradation_max": max(ratios) if ratios else None,
-            "seeds": len(by_seed),
-        }
-        if method in CLAIMS and row["degradation"] is not None:
-            text, holds = CLAIMS[method]
-            row["claim"] = text.format(ratio=claim_ratio)
-            row["verdict"] = ("reproduced" if holds(row["degradation"], claim_ratio)
-                              else "not reproduced")
-        summary[case][method] = row
-    for methods in summary.values():
-        claimed = [row for method, row in methods.items() if method in CLAIMS]
-        weak = [(row["l2_final"][f"{row['couplings'][0]:g}"], row["weak_l2_max"])
-                for row in claimed if row["l2_final"][f"{row['couplings'][0]:g}"] is not None]
-        best = min(weak, default=(None, math.inf))[1]
-        converged = converged_l2 is None or best <= converged_l2
-        for row in methods.values():
-            row["converged"] = converged
-            if "verdict" in row and not converged:
-                row["verdict"] = "unconverged"
-    return dict(summary)
-
-
-def finite(values) -> list:
-    """The values that are neither None nor NaN/Inf."""
-    return [v for v in values if v is not None and math.isfinite(v)]
+__all__ = ["format_summary", "write_report", "fmt", "load_json"]
 
 
 def _median(values):
@@ -100,23 +27,43 @@ def fmt(value, spec=".2e") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def ratio_text(interval: dict | None, unit: str = "x") -> str:
+    """"estimate<unit> [low, high]" of an interval over seeds
+    (:func:`pinn.statistics.log_interval`)."""
+    if interval is None:
+        return "-"
+    high = "inf" if interval["high"] is None else f"{interval['high']:.3g}"
+    return f"{interval['estimate']:.3g}{unit} [{interval['low']:.3g}, {high}]"
+
+
+def verdict_text(row: dict) -> str:
+    """The tail verdict of a claimed method's row, with the seeds that would decide it."""
+    if "verdict" not in row:
+        return ""
+    more = f" ({row['seeds_needed']} seeds would decide)" if row.get("seeds_needed") else ""
+    return f"{row['verdict']}{more}"
+
+
 def format_summary(summary: dict, deferred: dict | None = None,
                    converged_l2: float | None = None) -> str:
-    """A plain-text table: one line per system and method, then each system's weakest-
-    coupling error of its best method (against ``converged_l2``, the bound a verdict
-    needs); ``deferred`` (system -> reason) lists the systems the profile leaves out."""
+    """A plain-text table: one line per system and method (final-epoch L2 at the weakest and
+    strongest coupling, the paper's median final-epoch degradation and its verdict, the
+    tail ratio's interval over seeds and its verdict: :mod:`pinn.claims`), then each
+    system's weakest-coupling error of its best method (against ``converged_l2``, the bound
+    a verdict needs); ``deferred`` (system -> reason) lists the systems the profile leaves out."""
     lines = [f"{'system':<14} {'method':<10} {'L2 weak':>9} {'L2 strong':>9} "
-             f"{'degradation':>11}  claim"]
+             f"{'final ratio':>11} {'paper':<15} {'tail ratio [95% interval]':<30} verdict"]
     for case, methods in summary.items():
         for method, row in methods.items():
             weak, strong = (row["l2_final"][f"{c:g}"] for c in
                             (row["couplings"][0], row["couplings"][-1]))
-            claim = f"{row['claim']}: {row['verdict']}" if "claim" in row else ""
+            claim = f"{row['claim']}: {row['paper_verdict']}" if "claim" in row else ""
             lines.append(f"{case:<14} {method:<10} {fmt(weak):>9} {fmt(strong):>9} "
-                         f"{fmt(row['degradation'], '.2f') + 'x':>11}  {claim}")
+                         f"{fmt(row['degradation'], '.2f') + 'x':>11} {claim:<15} "
+                         f"{ratio_text(row['tail_interval']):<30} {verdict_text(row)}")
     weakest = []
     for case, methods in summary.items():
-        claimed = {m: row for m, row in methods.items() if m in CLAIMS}
+        claimed = {m: row for m, row in methods.items() if claim_of(m)}
         if claimed:
             method = min(claimed, key=lambda m: claimed[m]["weak_l2_max"])
             weakest.append(f"{case} {method} {fmt(claimed[method]['weak_l2_max'])}")
@@ -142,7 +89,7 @@ def _records(data: dict) -> list[dict]:
     return records
 
 
-def _plot_degradation(summary: dict, path: Path) -> None:
+def plot_degradation(summary: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -220,7 +167,7 @@ def write_report(json_path, out_dir=None) -> Path:
     summary = summarise(records, claim_ratio=claim_ratio, converged_l2=meta.get("converged_l2"))
     out_dir = Path(out_dir) if out_dir else json_path.with_suffix("")
     out_dir.mkdir(parents=True, exist_ok=True)
-    _plot_degradation(summary, out_dir / "degradation.png")
+    plot_degradation(summary, out_dir / "degradation.png")
     _plot_fields(records, out_dir / "fields.png")
 
     machine = data.get("machine_info", {})
@@ -231,21 +178,26 @@ def write_report(json_path, out_dir=None) -> Path:
         f"({machine.get('cpu', {}).get('brand_raw', machine.get('processor', '?'))}), "
         f"device {sorted({r['device'] for r in records})}.",
         "",
-        "Degradation = final L2_avg at the strongest coupling / at the weakest (median "
-        "over seeds; range in brackets). The paper claims <= 1.1x for SOAP+GN and > 100x for "
-        "Adam+GN; a verdict holds for this profile's budget only.",
+        "Degradation = L2_avg at the strongest coupling / at the weakest, per seed. The paper "
+        "claims <= 1.1x for SOAP+GN and > 100x for Adam+GN. *Paper protocol*: final-epoch "
+        "L2, median over seeds [range]. *Tail*: each run's tail statistic (geometric mean of "
+        "its last 10 % of evaluations), geometric mean over seeds [95 % interval]; the "
+        "verdict is reproduced / not reproduced only when the whole interval lies on one "
+        "side (pinn/claims.py). A verdict holds for this profile's budget only.",
         "",
-        "| system | method | coupling | L2 per coupling (weak -> strong) | degradation | claim |",
-        "|---|---|---|---|---|---|",
+        "| system | method | coupling | final L2 per coupling (weak -> strong) "
+        "| paper protocol | tail ratio | verdict |",
+        "|---|---|---|---|---|---|---|",
     ]
     for case, methods in summary.items():
         for method, row in methods.items():
             l2 = ", ".join(f"{c:g}: {fmt(row['l2_final'][f'{c:g}'])}" for c in row["couplings"])
             spread = (f" [{fmt(row['degradation_min'], '.2f')}, "
                       f"{fmt(row['degradation_max'], '.2f')}]" if row["seeds"] > 1 else "")
-            claim = f"{row['claim']}: **{row['verdict']}**" if "claim" in row else ""
+            paper = f"; {row['claim']}: {row['paper_verdict']}" if "claim" in row else ""
             lines.append(f"| {case} | {method} | {row['coupling']} | {l2} | "
-                         f"{fmt(row['degradation'], '.2f')}x{spread} | {claim} |")
+                         f"{fmt(row['degradation'], '.2f')}x{spread}{paper} | "
+                         f"{ratio_text(row['tail_interval'])} | **{verdict_text(row)}** |")
     unconverged = [case for case, methods in summary.items()
                    if not all(row.get("converged", True) for row in methods.values())]
     if unconverged:

@@ -14,7 +14,8 @@ import os
 
 import pytest
 
-from pinn.report import format_summary, summarise
+from pinn.claims import summarise
+from pinn.report import format_summary
 from pinn.threads import apply_thread_policy
 from reference.cases import CASES
 

@@ -1,4 +1,5 @@
-"""The results page generator (pinn/results.py): known numbers in, the page out."""
+"""The results page generator (pinn/results.py): run folders in, a study JSON out; known
+numbers in, the page out."""
 
 import json
 from pathlib import Path
@@ -6,10 +7,9 @@ from pathlib import Path
 import pytest
 
 from pinn.__main__ import main
-from pinn.results import mean_std, render
+from pinn.results import collect, mean_std, render
 
 ROOT = Path(__file__).resolve().parent.parent
-STUDY = ROOT / "data" / "results" / "study-cpu.json"
 PAGE = ROOT / "docs" / "results.md"
 BUDGET = {"steps": 100, "lr": 1e-3, "width": 8, "depth": 2, "n_points": 20, "balance_every": 10,
           "warmup_steps": 5, "decay_rate": 0.9, "decay_every": 10, "dtype": "float32"}
@@ -20,7 +20,8 @@ def _run(method, gamma, seed, final, status="completed"):
     return {"id": f"thermo-gamma{gamma}-{method}-s{seed}", "system": "thermo", "coupling": "gamma",
             "value": gamma, "method": method, "schedule": "constant", "seed": seed,
             "status": status, "steps": 100, "l2_final": l2, "l2_best": l2,
-            "l2_lowest_loss": l2, "steps_per_second": 50.0 + seed}
+            "l2_lowest_loss": l2, "l2_tail": {"geomean": final, "spread": 1.0},
+            "trajectory": [[0, 1.0], [100, final]], "steps_per_second": 50.0 + seed}
 
 
 def synthetic() -> dict:
@@ -44,44 +45,96 @@ def test_mean_std_by_hand():
 
 
 def test_synthetic_page_has_the_hand_computed_numbers():
-    page = render(synthetic(), json_name="synthetic.json")
+    page = render([("synthetic.json", synthetic())])
     assert page.startswith("# Reproduction study")
-    assert "    python -m pinn results synthetic.json --out docs/results.md" in page
-    # degradation, median [min, max] over seeds
-    assert "| thermo | soap+gn | gamma = 1, 10 | 1.50e-02, 1.60e-02 | 1.05x [1.00, 1.10] | 2 |" in page
-    assert "| thermo | adam+gn | gamma = 1, 10 | 1.50e-03, 4.50e-01 | 350.00x [200.00, 500.00] | 2 |" in page
+    assert "    python -m pinn results render synthetic.json --out docs/results.md" in page
+    # degradation: final-epoch median [min, max] over seeds; tail (= final here): SOAP+GN
+    # logs 0, ln 1.1: mean 0.04766, sd 0.06740, interval exp(0.04766 -+ 12.706 * 0.06740 /
+    # sqrt 2) = [0.572, 1.92]; the mean is 0.04766 below ln 1.1, which t_{n-1} sd / sqrt n
+    # first undercuts at n = 11 (t_10 = 2.228). Adam+GN ln 500, ln 200: geometric mean 316,
+    # sd 0.6479, interval [0.937, 1.07e5]; 1.151 above ln 100: n = 4 (t_3 = 3.182)
+    assert ("| thermo | soap+gn | gamma = 1, 10 | 1.50e-02, 1.60e-02 | 1.05x [1, 1.1] | "
+            "<= 1.1x: reproduced | 1.05x [0.572, 1.92] | undecided (11 seeds would decide) "
+            "| 2 |") in page
+    assert ("| thermo | adam+gn | gamma = 1, 10 | 1.50e-03, 4.50e-01 | 350x [200, 500] | "
+            "> 100x: reproduced | 316x [0.937, 1.07e+05] | undecided (4 seeds would decide) "
+            "| 2 |") in page
     # mean +- std over seeds, success (< 0.1) and steps/s (mean of 50 and 51)
     assert ("| adam+gn | constant | 10 | 4.50e-01 +- 7.1e-02 | 4.50e-01 +- 7.1e-02 | "
-            "4.50e-01 +- 7.1e-02 | 0/2 | 50 |") in page
+            "4.50e-01 +- 7.1e-02 | 4.50e-01 +- 7.1e-02 | 0/2 | 50 |") in page
     assert "| soap+gn | constant | 1 | 1.50e-02 +- 7.1e-03 |" in page
     assert "| adam+gn | constant | 1 | 1.50e-03 +- 7.1e-04 |" in page and "| 2/2 |" in page
-    # claim 3: both halves hold for the one (system, schedule) pair
-    assert "degradation: reproduced**" in page
-    assert ("`constant`: SOAP+GN <= 1.1x for 1 of 1 systems, Adam+GN > 100x for 1 of 1, "
-            "SOAP+GN degrades less than Adam+GN for 1 of 1 and ends more accurate at the "
-            "strongest coupling for 1 of 1") in page
-    assert "Runs: 8 completed." in page
-    assert "**EOF eps = 0.2, SOAP+GN L2 = 1.3e-3, Adam+GN > 0.9: not tested.**" in page
+    # claim 3: both halves hold on the paper's protocol, two seeds decide neither on the tail
+    assert ("| synthetic | 3: SOAP+GN <= 1.1x, Adam+GN > 100x | **reproduced** (reproduced 1) "
+            "| **undecided** (undecided 1) |") in page
+    assert "8 runs (8 completed)" in page
+    assert "| synthetic | 4: EOF" not in page          # no EOF runs: no claim 4 row
 
 
 def test_a_failed_run_counts_as_no_success():
     data = synthetic()
     data["runs"][0]["status"] = "diverged"
-    page = render(data, json_name="synthetic.json")
+    page = render([("synthetic.json", data)])
     assert "| soap+gn | constant | 1 | 1.50e-02 +- 7.1e-03 | 1.50e-02 +- 7.1e-03 | " \
-           "1.50e-02 +- 7.1e-03 | 1/2 (diverged) |" in page
+           "1.50e-02 +- 7.1e-03 | 1.50e-02 +- 7.1e-03 | 1/2 (diverged) |" in page
 
 
 def test_command_writes_page_and_figures(tmp_path):
     path = tmp_path / "s.json"
     path.write_text(json.dumps(synthetic()))
-    assert main(["results", str(path), "--out", str(tmp_path / "docs" / "results.md")]) == 0
-    assert (tmp_path / "docs" / "results.md").read_text() == render(synthetic(), path.as_posix())
-    assert (tmp_path / "docs" / "img" / "results-degradation-constant.png").stat().st_size > 0
+    assert main(["results", "render", str(path), "--out", str(tmp_path / "docs" / "results.md")]) == 0
+    assert (tmp_path / "docs" / "results.md").read_text() == render([(path.as_posix(), synthetic())])
+    assert (tmp_path / "docs" / "img" / "s-degradation-constant.png").stat().st_size > 0
 
 
-@pytest.mark.skipif(not STUDY.is_file(), reason="no committed study JSON")
+def test_render_refuses_a_json_that_is_not_a_study(tmp_path, capsys):
+    path = tmp_path / "index.json"
+    path.write_text("[]")
+    with pytest.raises(SystemExit):
+        main(["results", "render", str(path), "--out", str(tmp_path / "r.md")])
+    assert "is not a study JSON" in capsys.readouterr().err
+
+
+def _run_folder(root, name, gamma, seed, values, status="completed"):
+    run = root / "runs" / name
+    run.mkdir(parents=True)
+    config = {"case": "thermo", "case_params": {"gamma": gamma}, "optimizer": "soap",
+              "balancing": "gn", "schedule": "constant", "seed": seed, **BUDGET}
+    (run / "config.json").write_text(json.dumps(config))
+    final = {"l2": {"T": values[-1], "u": values[-1], "avg": values[-1]}}
+    (run / "metrics.json").write_text(json.dumps(
+        {"status": status, "step": 100 * (len(values) - 1), "final": final, "best": final,
+         "lowest_loss": final, "train_seconds": 2.0}))
+    (run / "history.csv").write_text("step,loss,l2_avg\n" + "".join(
+        f"{100 * k},1.0,{v}\n" for k, v in enumerate(values)))
+
+
+def test_collect_takes_the_tail_and_trajectory_from_the_history(tmp_path):
+    _run_folder(tmp_path, "a", 1, 0, [1.0] * 37 + [1e-4, 1e-2, 1e-4, 1e-2])
+    _run_folder(tmp_path, "b", 10, 0, [1.0, 0.5, 0.25], status="diverged")
+    (tmp_path / "runs" / "c").mkdir()                       # unfinished: no metrics.json
+    data = collect(tmp_path, "a test sweep", machine="test machine")
+    assert data["study"] == "a test sweep" and data["eof_errors"] == {}
+    a, b = data["runs"]
+    # the last 5 of 41 evaluations (ceil 4.1): 1.0, 1e-4, 1e-2, 1e-4, 1e-2
+    assert a["l2_tail"]["evaluations"] == 5 and a["l2_tail"]["from_step"] == 3600
+    assert a["l2_tail"]["geomean"] == pytest.approx((1e-8 * 1e-4) ** (1 / 5), rel=1e-3)
+    assert a["trajectory"][-2:] == [[3900, 1e-4], [4000, 1e-2]]
+    assert a["steps_per_second"] == 2000.0 and data["budget"]["thermo"]["steps"] == 100
+    assert b["l2_tail"] is None and b["status"] == "diverged"   # no tail for a failed run
+    with pytest.raises(ValueError, match="no sweep output"):
+        collect(tmp_path / "missing", "x")
+
+
+@pytest.mark.parametrize("name", ["study-cpu", "paper-1d", "eof-claim"])
+def test_committed_jsons_are_studies(name):
+    path = ROOT / "data" / "results" / f"{name}.json"
+    data = json.loads(path.read_text())
+    assert path.stat().st_size < 2_000_000 and data["runs"] and data["budget"]
+
+
 def test_committed_page_regenerates_identically():
-    data = json.loads(STUDY.read_text())
-    assert STUDY.stat().st_size < 1_000_000
-    assert PAGE.read_text() == render(data, json_name="data/results/study-cpu.json")
+    names = PAGE.read_text().split("python -m pinn results render ", 1)[1].split(" --out")[0]
+    studies = [(name, json.loads((ROOT / name).read_text())) for name in names.split()]
+    assert len(studies) == 3
+    assert PAGE.read_text() == render(studies)
