@@ -93,26 +93,31 @@ def errors_command(subparsers) -> None:
     parser.add_argument("--reference", default=None,
                         help="reference HDF5 file (default: the run's case in data/)")
     parser.add_argument("--out", default=None, help="output folder (default: the run directory)")
+    parser.add_argument("--allow-mismatch", action="store_true",
+                        help="score against a reference of another case or parameters on purpose")
 
     def run(args) -> int:
         from reference import store
 
-        from .analysis import error_fields, load_model, plot_error_fields
+        from .analysis import check_reference, error_fields, load_model, plot_error_fields
 
         try:
             model, case = load_model(args.run_dir)
             reference = store.open_reference(args.reference or store.reference_path(case))
+            if not args.allow_mismatch:
+                check_reference(case, reference)
         except (ValueError, RuntimeError) as error:
             parser.error(str(error))
-        ds = error_fields(model, reference)
+        ds = error_fields(model, reference, case=case, allow_mismatch=args.allow_mismatch)
         out = Path(args.out or args.run_dir)
         out.mkdir(parents=True, exist_ok=True)
         ds.to_netcdf(out / "errors.nc")
         plot_error_fields(ds, out / "errors.png")
         for name in ds["field"].values:
             row = ds.sel(field=name)
-            print(f"{name:>8}: L2 {float(row['l2']):.3e}  max {float(row['max_error']):.3e}  "
-                  f"band {float(row['l2_band']):.3e}  bulk {float(row['l2_bulk']):.3e}")
+            print(f"{name:>8}: L2 {float(row['l2']):.3e}  |e| {float(row['abs_l2']):.3e}  "
+                  f"max {float(row['max_error']):.3e}  band {float(row['l2_band']):.3e}  "
+                  f"bulk {float(row['l2_bulk']):.3e}")
         print(f"wrote {out / 'errors.nc'} and {out / 'errors.png'}")
         return 0
 

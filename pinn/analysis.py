@@ -8,11 +8,21 @@ the reference's own grid points (no interpolation) and returns, for every field 
 and per-field statistics (data variables over the dimension ``field``)::
 
     l2        = sqrt(sum w e^2 / sum w ref^2)          (w: the grid's quadrature weights)
+    abs_l2    = sqrt(sum w e^2), the absolute error norm
     max_error = max |e|
     l2_band   = the same relative L2 restricted to the double-layer band, the points within
                 ``band`` Debye lengths (eps / sqrt 2) of a wall, normalised by the whole
                 reference norm so that l2_band^2 + l2_bulk^2 = l2^2
     l2_bulk   = the rest of the channel
+
+A relative error against a reference that is zero (v and p of the straight channel) is
+undefined: l2, l2_band and l2_bulk are NaN there and abs_l2 / max_error say how large the
+error is. Where the band covers the whole channel (eps = 0.2: 5 x 0.2 / sqrt 2 = 0.71 of a
+half-height 0.5) the split says nothing: l2_band = l2 and l2_bulk is NaN (attribute
+``band_covers_channel``). A 1D case has no band: both are NaN.
+
+The run and the reference must be of the same case and parameters (:func:`check_reference`);
+``allow_mismatch=True`` scores across them on purpose.
 
 The Dataset writes to NetCDF (``ds.to_netcdf(path)``; scipy's writer is enough) and
 :func:`plot_error_fields` draws one error map per field.
@@ -34,7 +44,11 @@ import xarray as xr
 from reference import store
 from reference.cases import get_case
 
-__all__ = ["error_fields", "load_model", "plot_error_fields"]
+__all__ = ["error_fields", "load_model", "plot_error_fields", "check_reference",
+           "reference_case"]
+
+
+ZERO_REFERENCE = 1e-8   # a field whose norm is below this fraction of the largest is zero
 
 
 def load_model(run_dir, device="cpu"):
@@ -60,18 +74,38 @@ def _predict(model, points: np.ndarray) -> dict[str, np.ndarray]:
     return {name: values.detach().cpu().double().numpy() for name, values in out.items()}
 
 
-def error_fields(model_or_run, reference: xr.Dataset, band: float = 5.0) -> xr.Dataset:
+def reference_case(reference: xr.Dataset):
+    """The case (with its parameters) a stored reference was computed for."""
+    return get_case(reference.attrs["case"], **_case_params(reference.attrs["params"]))
+
+
+def check_reference(case, reference: xr.Dataset) -> None:
+    """ValueError naming both when ``reference`` is not of ``case`` and its parameters."""
+    stored = reference_case(reference)
+    if stored != case:
+        raise ValueError(
+            f"the reference is {stored.name} {stored.params()}, the run was trained on "
+            f"{case.name} {case.params()}; score a run against its own case's reference "
+            "(or cross-score on purpose: allow_mismatch=True, `pinn errors --allow-mismatch`)")
+
+
+def error_fields(model_or_run, reference: xr.Dataset, band: float = 5.0, case=None,
+                 allow_mismatch: bool = False) -> xr.Dataset:
     """Prediction, reference and error of every field on the reference's grid.
 
     ``model_or_run``: a model (``model(x) -> {field: values}``) or a run directory.
     ``reference``: a Dataset from :func:`reference.store.open_reference`.
     ``band``: the double-layer band's width in Debye lengths (2D channel cases).
+    ``case``: the case the model was trained on (a run directory knows its own); checked
+    against the reference's unless ``allow_mismatch``.
     """
     if isinstance(model_or_run, (str, Path)):
-        model, _ = load_model(model_or_run)
+        model, case = load_model(model_or_run)
     else:
         model = model_or_run
-    case = get_case(reference.attrs["case"], **_case_params(reference.attrs["params"]))
+    if case is not None and not allow_mismatch:
+        check_reference(case, reference)
+    case = reference_case(reference)
     fields = [name for name in case.fields if name in reference]
     dims = reference[fields[0]].dims
     pred = _predict(model, store.grid_points(reference))
@@ -90,12 +124,17 @@ def error_fields(model_or_run, reference: xr.Dataset, band: float = 5.0) -> xr.D
         in_band = (distance <= band * case.eps / np.sqrt(2.0))[:, None] * np.ones(shape, bool)
     else:
         in_band = np.zeros(shape, bool)
+    covers = bool(in_band.all())
 
     def norm(values, mask=None):
         w = weight if mask is None else weight * mask
         return np.sqrt(np.sum(w * values**2, axis=tuple(range(1, values.ndim))))
 
     ref_norm = norm(ref_arr)
+    # a reference that is zero (to the solver's rounding: v and p of the straight channel
+    # are ~1e-9 of the largest field) has no relative error
+    ref_norm = np.where(ref_norm > ZERO_REFERENCE * ref_norm.max(), ref_norm, np.nan)
+    nan = np.full(len(fields), np.nan)
     ds = xr.Dataset(
         {
             "pred": (("field",) + dims, pred_arr),
@@ -104,12 +143,15 @@ def error_fields(model_or_run, reference: xr.Dataset, band: float = 5.0) -> xr.D
             "weight": (dims, weight),
             "in_band": (dims, in_band.astype(np.int8)),
             "l2": ("field", norm(err_arr) / ref_norm),
+            "abs_l2": ("field", norm(err_arr)),
             "max_error": ("field", np.abs(err_arr).reshape(len(fields), -1).max(axis=1)),
-            "l2_band": ("field", norm(err_arr, in_band) / ref_norm),
-            "l2_bulk": ("field", norm(err_arr, ~in_band) / ref_norm),
+            "l2_band": ("field", nan if dims != ("y", "x") else norm(err_arr, in_band) / ref_norm),
+            "l2_bulk": ("field", nan if dims != ("y", "x") or covers
+                        else norm(err_arr, ~in_band) / ref_norm),
         },
         coords={"field": fields, **{dim: reference[dim].values for dim in dims}},
         attrs={"case": case.name, "params": json.dumps(case.params()), "band_debye_lengths": band,
+               "band_covers_channel": int(covers),
                "reference_sha256": str(reference.attrs.get("sha256", ""))},
     )
     return ds
@@ -129,7 +171,6 @@ def plot_error_fields(ds: xr.Dataset, path) -> Path:
     import matplotlib.pyplot as plt
 
     fields = list(ds["field"].values)
-    ref_size = np.abs(ds["ref"]).max(dim=[d for d in ds["ref"].dims if d != "field"])
     fig, axes = plt.subplots(1, len(fields), figsize=(3.0 * len(fields), 2.8), squeeze=False)
     for ax, name in zip(axes[0], fields):
         error = ds["error"].sel(field=name)
@@ -143,8 +184,8 @@ def plot_error_fields(ds: xr.Dataset, path) -> Path:
         else:
             ax.plot(ds["x"], error)
             ax.set_xlabel("x")
-        if float(ref_size.sel(field=name)) <= 1e-8 * float(ref_size.max()):
-            # e.g. v and p of the straight channel: a relative error means nothing there
+        if np.isnan(float(ds["l2"].sel(field=name))):
+            # a zero reference (v and p of the straight channel): no relative error
             title = f"{name}: max |e| {float(ds['max_error'].sel(field=name)):.1e} (ref = 0)"
         else:
             title = f"{name}: L2 {float(ds['l2'].sel(field=name)):.1e}"

@@ -231,7 +231,10 @@ def add_arguments(parser) -> None:
     add("--optimizer", choices=OPTIMIZERS, default=s, help="default soap")
     add("--lr", type=float, default=s, help="learning rate (default 1e-3)")
     add("--betas", type=float, nargs=2, default=s, metavar=("BETA1", "BETA2"))
-    add("--eps", type=float, default=s, help="optimizer epsilon (default 1e-8)")
+    add("--optimizer-eps", dest="eps", type=float, default=s,
+        help="optimizer epsilon (default 1e-8)")
+    # "--eps" would read as the Debye ratio of npp / eof-straight: refused in from_args
+    add("--eps", dest="ambiguous_eps", default=s, help=argparse.SUPPRESS)
     add("--weight-decay", type=float, default=s)
     add("--precondition-frequency", type=int, default=s, help="SOAP (default 2)")
     add("--shampoo-beta", type=float, default=s, help="SOAP; < 0 uses beta2 (default)")
@@ -265,6 +268,10 @@ def from_args(args, base: TrainConfig | None = None) -> TrainConfig:
 
     data = (base or TrainConfig()).to_dict()
     given = vars(args)
+    if "ambiguous_eps" in given:
+        raise ValueError("--eps is ambiguous: the Debye ratio of npp / eof-straight is "
+                         "--coupling (or --param eps=VALUE), the optimizer epsilon is "
+                         "--optimizer-eps")
     changed_case = "case" in given and given["case"] != data["case"]
     data.update({f.name: given[f.name] for f in dataclasses.fields(TrainConfig)
                  if f.name in given and f.name != "case_params"})

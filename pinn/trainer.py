@@ -25,7 +25,8 @@ only on refresh steps (GN: every 1000 steps), not on every step as in the public
 Nothing in a plain step reads a value back to the host (no ``.item()``): a non-finite loss
 is recorded on the device (the first step at which each run's terms became non-finite).
 The host looks at it only on evaluation and checkpoint steps. A run that **diverges** (a
-non-finite loss term, weight or parameter) is finished there: its :class:`TrainResult`
+non-finite loss term, weight or parameter, or an unweighted loss above :data:`BLOWUP` times
+its value at step 0: finite but meaningless, e.g. a learning rate of 10) is finished there: its :class:`TrainResult`
 has ``status == "diverged"`` and a message naming the step and the terms, no further
 checkpoint is written (the last one on disk is its last good state) and its metrics are
 recorded; the other runs go on (its NaNs stay in its own rows).
@@ -75,6 +76,10 @@ __all__ = ["train", "train_batch", "Trainer", "TrainResult", "TrainConfig", "mak
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
 HISTORY = "history.csv"
+# An unweighted loss this many times its step-0 value is a divergence. In every run of the
+# studies (data/results: the CPU budget, the published 1D budget, the EOF claim) the loss
+# never rose above its step-0 value; Adam at lr 1e3 on thermo reaches 6.5e4 x within 5 steps.
+BLOWUP = 1e3
 METRICS = "metrics.json"
 FORMAT = 2  # checkpoint layout version (2: optimizer rows of the stacked engine)
 
@@ -539,6 +544,10 @@ class Trainer:
                                           for name in self.terms):
                 names = [name for name in self.terms if not math.isfinite(rows[r][f"loss_{name}"])]
                 message = f"diverged: loss term(s) {names} non-finite after step {self.step}"
+            elif rows is not None and self.runs[r].history and (
+                    rows[r]["loss"] > BLOWUP * self.runs[r].history[0]["loss"]):
+                message = (f"diverged: loss {rows[r]['loss']:.3e} after step {self.step} is "
+                           f"more than {BLOWUP:g} x its initial {self.runs[r].history[0]['loss']:.3e}")
             elif not weights_ok[r]:
                 message = (f"diverged: balancing weights non-finite at step {self.step}: "
                            f"{self.balancer.weights[r].tolist()}")

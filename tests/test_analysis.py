@@ -6,6 +6,7 @@ import pytest
 import torch
 import xarray as xr
 
+from pinn.__main__ import main
 from pinn.analysis import error_fields, plot_error_fields
 from reference import store
 from reference.cases import get_case
@@ -33,7 +34,7 @@ def reference():
 
 def test_known_perturbation(reference):
     case = get_case("eof-straight", eps=0.2)
-    ds = error_fields(ProfilePlusOffset(case, 0.01), reference, band=5.0)
+    ds = error_fields(ProfilePlusOffset(case, 0.01), reference, band=1.0)
     assert list(ds["field"].values) == ["phi", "c_plus", "c_minus", "u", "v", "p"]
     w, u = reference["weight"].values, reference["u"].values
     expected = 0.01 * np.sqrt(w.sum() / np.sum(w * u**2))
@@ -42,12 +43,40 @@ def test_known_perturbation(reference):
     # the stored DOLFINx reference agrees with the exact profile far below PINN errors
     for name in ("phi", "c_plus", "c_minus"):
         assert float(ds["l2"].sel(field=name)) < 1e-6
-    # band + bulk split the squared error; the band is 5 Debye lengths from each wall
-    band = (np.minimum(reference["y"], 1 - reference["y"]) <= 5 * 0.2 / np.sqrt(2)).values
+    # v and p are zero in the reference: no relative error, the absolute one beside it
+    for name in ("v", "p"):
+        assert np.isnan(float(ds["l2"].sel(field=name)))
+        assert float(ds["abs_l2"].sel(field=name)) < 1e-6
+    assert float(ds["abs_l2"].sel(field="u")) == pytest.approx(0.01 * np.sqrt(w.sum()), rel=1e-4)
+    # band + bulk split the squared error; the band is 1 Debye length from each wall
+    band = (np.minimum(reference["y"], 1 - reference["y"]) <= 1 * 0.2 / np.sqrt(2)).values
     in_band = np.sum(w[band]) / w.sum()
     assert float(ds["l2_band"].sel(field="u")) == pytest.approx(expected * np.sqrt(in_band), rel=1e-4)
     total = ds["l2_band"] ** 2 + ds["l2_bulk"] ** 2
     np.testing.assert_allclose(total.sel(field="u"), ds["l2"].sel(field="u") ** 2, rtol=1e-10)
+    assert ds.attrs["band_covers_channel"] == 0
+
+
+def test_a_band_over_the_whole_channel_has_no_bulk(reference):
+    """At eps 0.2, 5 Debye lengths (0.71) from each wall cover the channel (half-height 0.5):
+    the band's error is the whole error and there is no bulk to speak of."""
+    ds = error_fields(ProfilePlusOffset(get_case("eof-straight", eps=0.2), 0.01), reference)
+    assert ds.attrs["band_covers_channel"] == 1
+    np.testing.assert_array_equal(ds["l2_band"].sel(field="u"), ds["l2"].sel(field="u"))
+    assert np.isnan(ds["l2_bulk"]).all()
+
+
+def test_a_reference_of_other_parameters_or_case_is_refused(reference, tmp_path):
+    other = store.open_reference(store.reference_path(get_case("eof-straight", eps=0.5)))
+    model = ProfilePlusOffset(get_case("eof-straight", eps=0.2), 0.0)
+    with pytest.raises(ValueError, match=r"the reference is eof-straight .*'eps': 0.5.*, the "
+                                         r"run was trained on eof-straight .*'eps': 0.2"):
+        error_fields(model, other, case=get_case("eof-straight", eps=0.2))
+    crossed = error_fields(model, other, case=get_case("eof-straight", eps=0.2),
+                           allow_mismatch=True)
+    assert float(crossed["l2"].sel(field="phi")) > 0.1       # eps 0.2 profile vs eps 0.5
+    with pytest.raises(ValueError, match="the reference is eof-straight .* trained on npp"):
+        error_fields(model, reference, case=get_case("npp", eps=0.1))
 
 
 def test_netcdf_round_trip_and_plot(reference, tmp_path):
@@ -73,3 +102,12 @@ def test_run_directory(tmp_path, reference):
     # the scores of the run (against the exact profile) equal the error fields' (stored FE)
     for name in ("phi", "c_plus", "c_minus", "u"):
         assert float(ds["l2"].sel(field=name)) == pytest.approx(result.final["l2"][name], rel=1e-4)
+    # the command refuses a reference of other parameters before evaluating, naming both
+    other = store.reference_path(get_case("eof-straight", eps=0.5))
+    with pytest.raises(SystemExit) as exit_:
+        main(["errors", str(tmp_path / "run"), "--reference", str(other),
+              "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2 and not (tmp_path / "out").exists()
+    assert main(["errors", str(tmp_path / "run"), "--reference", str(other), "--allow-mismatch",
+                 "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "errors.nc").is_file()

@@ -118,6 +118,15 @@ def test_divergence_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_path):
     assert resumed.run()[0].status == "completed"
 
 
+def test_a_loss_blown_up_but_finite_is_a_divergence():
+    """Adam at lr 1e3 keeps every number finite (tanh saturates) while the loss jumps from
+    2.0e3 to 1.3e8 in 5 steps: reported as diverged, not completed with a meaningless L2."""
+    result = train(small(lr=1e3, steps=40, eval_every=5))
+    assert result.status == "diverged" and result.step == 5
+    assert "loss 1.307e+08 after step 5 is more than 1000 x its initial 2.007e+03" in result.message
+    assert train(small(lr=1e-3, steps=40, eval_every=5)).status == "completed"
+
+
 def test_gn_refresh_uses_the_per_term_gradients():
     trainer = Trainer(small(balance_every=1000))
     seen, stepped = {}, {}
@@ -253,6 +262,9 @@ def test_seed_reproduces_and_changes_the_run():
     (["train", "--steps", "0"], "steps must be an integer >= 1"),
     (["train", "--lr", "nan"], "lr must be a finite number > 0"),
     (["train", "--resume"], "--resume needs --run-dir"),
+    # the Debye ratio is the coupling; "--eps" once set the optimizer epsilon silently
+    (["train", "--case", "npp", "--eps", "0.05"], "--eps is ambiguous: the Debye ratio"),
+    (["train", "--optimizer-eps", "-1"], "eps must be a finite number > 0"),
     ([], "required: COMMAND"),
 ])
 def test_cli_bad_arguments(argv, message, capsys):
