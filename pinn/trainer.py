@@ -26,8 +26,9 @@ Nothing in a plain step reads a value back to the host (no ``.item()``): a non-f
 is recorded on the device (the first step at which each run's terms became non-finite).
 The host looks at it only on evaluation and checkpoint steps. A run that **diverges** (a
 non-finite loss term, weight or parameter, or an unweighted loss above :data:`BLOWUP` times
-its value at step 0: finite but meaningless, e.g. a learning rate of 10) is finished there: its :class:`TrainResult`
-has ``status == "diverged"`` and a message naming the step and the terms, no further
+its value at step 0: finite but meaningless, e.g. Adam at a learning rate of 1e3) is
+finished there: its :class:`TrainResult` has ``status == "diverged"`` and a message naming
+the step and the terms, no further
 checkpoint is written (the last one on disk is its last good state) and its metrics are
 recorded; the other runs go on (its NaNs stay in its own rows).
 
