@@ -16,20 +16,23 @@ towards the walls (to resolve the double layers) does not over-weight them:
 
     relative L2 = sqrt(sum w (pred - ref)^2 / sum w ref^2).
 
-Writes are atomic (a temporary file renamed into place), and ``manifest.json`` in the same
-folder records each file's sha256; reading checks the file against it. Nothing here imports
-DOLFINx.
+Writes are atomic (a temporary file renamed into place; stale ones of killed writers are
+removed on the next write), and ``manifest.json`` in the same folder records each file's
+sha256 (updated under a file lock, so parallel writers keep every entry); reading checks
+the file against it. Nothing here imports DOLFINx.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import glob
 import hashlib
 import json
 import math
 import os
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -158,10 +161,27 @@ def _json(obj) -> str:
     return json.dumps(obj if obj is not None else {}, default=default, sort_keys=True)
 
 
+STALE_SECONDS = 3600  # a temporary file of ours this old was left by a killed writer
+
+
+def _clean_stale(path: Path) -> None:
+    """Remove temporary files of ``path`` (".<name>.*.tmp", ours by name) older than
+    :data:`STALE_SECONDS`: a writer killed mid-write (SIGKILL) cannot clean up after itself."""
+    now = time.time()
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime > STALE_SECONDS:
+                tmp.unlink()
+        except OSError:
+            pass  # another writer's cleanup got there first, or it is not ours to remove
+
+
 def atomic_write(path, write) -> Path:
     """Call ``write(tmp_path)``, flush it to disk, then rename it into ``path``: an
-    interrupted write never leaves a half-written file (the previous one stays)."""
+    interrupted write never leaves a half-written file (the previous one stays). Stale
+    temporary files of earlier, killed writes of ``path`` are removed first."""
     path = Path(path)
+    _clean_stale(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -176,12 +196,37 @@ def atomic_write(path, write) -> Path:
     return path
 
 
+def _read_manifest(manifest_path: Path) -> dict:
+    """The manifest's entries; a file that is not a JSON object of entries with a sha256 is
+    a ReferenceError naming it."""
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ReferenceError(f"cannot read the manifest {manifest_path}: {error}; restore it "
+                             f"(git checkout) or regenerate the references in that folder "
+                             f"(python -m reference generate --all --out {manifest_path.parent})"
+                             ) from None
+    bad = [name for name, entry in manifest.items() if not isinstance(entry, dict)
+           or not isinstance(entry.get("sha256"), str)] if isinstance(manifest, dict) else [None]
+    if bad:
+        raise ReferenceError(f"the manifest {manifest_path} has entries without a sha256 "
+                             f"({bad}); restore it (git checkout) or regenerate those references")
+    return manifest
+
+
 def _update_manifest(path: Path, digest: str) -> None:
+    """Add ``path``'s entry to the manifest beside it. Writers of one folder (e.g. ranks
+    generating references at once) take turns under an exclusive lock on a lock file, so
+    none loses another's entry."""
+    import fcntl
+
     manifest_path = path.parent / MANIFEST
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    manifest[path.name] = {"sha256": digest, "size": path.stat().st_size}
-    text = json.dumps(dict(sorted(manifest.items())), indent=2) + "\n"
-    atomic_write(manifest_path, lambda tmp: tmp.write_text(text))
+    with open(path.parent / f".{MANIFEST}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)   # released when the file is closed
+        manifest = _read_manifest(manifest_path) if manifest_path.exists() else {}
+        manifest[path.name] = {"sha256": digest, "size": path.stat().st_size}
+        text = json.dumps(dict(sorted(manifest.items())), indent=2) + "\n"
+        atomic_write(manifest_path, lambda tmp: tmp.write_text(text))
 
 
 def write_reference(path, case, *, grid_fields, mesh=None, mesh_fields=None, solver=None,
@@ -246,7 +291,7 @@ def _check(path: Path, verify: bool) -> None:
             f"no {MANIFEST} next to {path}, so the file cannot be verified; "
             f"{_regenerate_hint(path)}"
         )
-    entry = json.loads(manifest_path.read_text()).get(path.name)
+    entry = _read_manifest(manifest_path).get(path.name)
     if entry is None:
         raise ReferenceError(f"{path} is not listed in {manifest_path}; {_regenerate_hint(path)}")
     actual = sha256(path)

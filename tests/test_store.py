@@ -99,7 +99,63 @@ def test_interrupted_write_leaves_no_file(tmp_path, eof_case, monkeypatch):
         _write(tmp_path, eof_case)
     # the old file is intact, no temporary left behind
     assert store.sha256(path) == digest
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["eof-straight-eps0.1.h5", "manifest.json"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".manifest.json.lock") == [
+        "eof-straight-eps0.1.h5", "manifest.json"]
+
+
+def test_stale_temporaries_of_killed_writers_are_removed(tmp_path, eof_case):
+    """A SIGKILLed writer leaves its temporary file; the next write of that file removes
+    the ones older than STALE_SECONDS (a fresh one may be another writer's, in flight)."""
+    import os
+    import time
+
+    path = store.reference_path(eof_case, tmp_path)
+    old, fresh = (tmp_path / f".{path.name}.{tag}.tmp" for tag in ("killed", "inflight"))
+    other = tmp_path / ".eof-straight-eps0.2.h5.killed.tmp"     # another file's: not ours
+    for tmp in (old, fresh, other):
+        tmp.write_bytes(b"partial")
+    past = time.time() - store.STALE_SECONDS - 60
+    for tmp in (old, other):
+        os.utime(tmp, (past, past))
+    _write(tmp_path, eof_case)
+    assert not old.exists() and fresh.exists() and other.exists()
+
+
+def _write_many(args):
+    root, values = args
+    for eps in values:
+        _write(root, get_case("eof-straight", eps=eps))
+
+
+def test_parallel_writers_keep_every_manifest_entry(tmp_path):
+    """Six processes writing references into one folder at once (as ranks of `reference
+    generate` do): without the lock on the manifest's read-modify-write, entries were lost
+    in every trial (6 files, 2 entries)."""
+    import multiprocessing
+
+    values = [[round(0.05 + 0.01 * (4 * w + k), 2) for k in range(4)] for w in range(6)]
+    with multiprocessing.get_context("fork").Pool(6) as pool:
+        pool.map(_write_many, [(tmp_path, v) for v in values])
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    files = sorted(p.name for p in tmp_path.glob("*.h5"))
+    assert len(files) == 24 and sorted(manifest) == files
+    for name in files:
+        assert manifest[name]["sha256"] == store.sha256(tmp_path / name)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{not json", "cannot read the manifest"),
+    ('{"eof-straight-eps0.1.h5": {"size": 3}}', "entries without a sha256"),
+    ("[]", "entries without a sha256"),
+])
+def test_a_broken_manifest_names_itself(tmp_path, eof_case, text, message):
+    path, _, _ = _write(tmp_path, eof_case)
+    (tmp_path / "manifest.json").write_text(text)
+    with pytest.raises(store.ReferenceError, match=message) as error:
+        store.open_reference(path)
+    assert str(tmp_path / "manifest.json") in str(error.value)
+    with pytest.raises(store.ReferenceError, match=message):     # a writer refuses it too
+        _write(tmp_path, eof_case)
 
 
 def test_missing_file(tmp_path, eof_case):
