@@ -28,6 +28,8 @@ def train_command(subparsers) -> None:
                         help="continue the run in --run-dir from its checkpoint")
 
     def run(args) -> int:
+        from reference.store import ReferenceError, check_writable
+
         from .checkpoint import CheckpointError
         from .trainer import CONFIG, train
 
@@ -38,10 +40,15 @@ def train_command(subparsers) -> None:
                     raise ValueError("--resume needs --run-dir (the folder of the run to continue)")
                 stored = Path(args.run_dir) / CONFIG
                 if stored.is_file():
-                    base = cfg.TrainConfig.from_dict(json.loads(stored.read_text()))
+                    try:
+                        base = cfg.TrainConfig.from_dict(json.loads(stored.read_text()))
+                    except (ValueError, TypeError) as error:
+                        raise ValueError(f"cannot resume from {stored}: {error}") from None
             config = cfg.from_args(args, base)
+            if config.run_dir is not None:
+                check_writable(config.run_dir)
             result = train(config, resume=args.resume)
-        except (ValueError, CheckpointError) as error:
+        except (ValueError, CheckpointError, ReferenceError) as error:
             parser.error(str(error))
         final, best, lowest = result.final, result.best, result.lowest_loss
         print(f"{result.status} after {result.step} steps on {result.device} "

@@ -34,10 +34,17 @@ def load(path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is empty (a write "
+                              "was interrupted?); move it away and train the run again")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # unpickling errors come in several types
-        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from error
+        # the first line only: torch goes on to advise weights_only=False, which would run
+        # whatever code the file holds
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {reason}; it is not a "
+                              "checkpoint this trainer wrote, or it is damaged") from None
     if not isinstance(state, dict) or "step" not in state:
         raise CheckpointError(f"{path} is not a training checkpoint")
     return state

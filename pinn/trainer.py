@@ -281,6 +281,7 @@ class RunRecord:
 
             problem = get_problem(self.case, n_points=config.n_points, dtype=self.dtype,
                                   device=self.device, seed=config.seed)
+        problem.reference()  # a missing or corrupted reference fails here, before any file
         self.problem = problem
         self.n_parameters = sum(p.numel() for p in self.model.parameters())
         self.run_dir = Path(config.run_dir) if config.run_dir else None
@@ -377,12 +378,22 @@ class RunRecord:
                                 for k, v in changed.items())
             raise ValueError(f"cannot resume {self.run_dir}: the config differs from the "
                              f"checkpoint's ({details})")
-        self.model.load_state_dict(state["model"])
-        self.history = list(state["history"])
-        self.best, self.lowest_loss = state["best"], state["lowest_loss"]
-        self.final = state["final"]
-        self.train_seconds = float(state["train_seconds"])
-        self.eval_seconds = float(state["eval_seconds"])
+        try:
+            self.model.load_state_dict(state["model"])
+            self.history = list(state["history"])
+            self.best, self.lowest_loss = state["best"], state["lowest_loss"]
+            self.final = state["final"]
+            self.train_seconds = float(state["train_seconds"])
+            self.eval_seconds = float(state["eval_seconds"])
+            missing = [key for key in ("optimizer", "balancer") if key not in state]
+            if missing:
+                raise KeyError(f"no {missing}")
+        except (KeyError, RuntimeError, TypeError, ValueError) as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise ckpt.CheckpointError(
+                f"{self.run_dir / CHECKPOINT} does not hold this run's state "
+                f"({type(error).__name__}: {reason}); move it away and train the run again"
+            ) from None
         return state
 
 

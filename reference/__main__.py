@@ -70,6 +70,13 @@ def main(argv: list[str] | None = None) -> int:
         except (TypeError, ValueError) as error:
             parser.error(str(error))
 
+    from reference.store import check_writable, reference_path
+
+    try:  # before any solve: its result must have somewhere to go
+        check_writable(reference_path(cases[0], args.out).parent)
+    except ValueError as error:
+        parser.error(str(error))
+
     # Deferred: DOLFINx only when there is something to solve.
     from mpi4py import MPI
 

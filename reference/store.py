@@ -161,6 +161,23 @@ def _json(obj) -> str:
     return json.dumps(obj if obj is not None else {}, default=default, sort_keys=True)
 
 
+def check_writable(folder) -> Path:
+    """ValueError naming ``folder`` when files cannot be written there (checked by writing
+    one in its nearest existing ancestor, created folders left alone: nothing stays
+    behind); call it before long work whose results go there."""
+    folder = Path(folder).absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is not a folder")
+        fd, tmp = tempfile.mkstemp(prefix=".write-check.", dir=existing)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as error:
+        raise ValueError(f"cannot write to {folder}: {error.strerror or error}") from None
+    return folder
+
+
 STALE_SECONDS = 3600  # a temporary file of ours this old was left by a killed writer
 
 

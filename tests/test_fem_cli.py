@@ -23,6 +23,14 @@ def test_bad_input_exits_2_with_a_message(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_an_unwritable_output_fails_before_the_solve(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as stop:
+        main(["generate", "npp", "--eps", "0.2", "--out", str(tmp_path / "file" / "out")])
+    assert stop.value.code == 2
+    assert f"cannot write to {tmp_path / 'file' / 'out'}" in capsys.readouterr().err
+
+
 def test_generate_writes_a_verified_npp_reference(tmp_path, capsys):
     assert main(["generate", "npp", "--eps", "0.2", "--out", str(tmp_path), "--quiet"]) == 0
     path = tmp_path / "npp-eps0.2.h5"

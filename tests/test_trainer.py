@@ -236,6 +236,56 @@ def test_run_directory(tmp_path):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 
 
+def _damage_random(path):
+    path.write_bytes(bytes(range(256)) * 4)
+
+
+def _damage_empty(path):
+    path.write_bytes(b"")
+
+
+def _damage_shape(path):
+    state = torch.load(path, weights_only=True)
+    name = next(iter(state["model"]))
+    state["model"][name] = torch.zeros(3, 3, dtype=torch.float64)
+    torch.save(state, path)
+
+
+def _damage_key(path):
+    state = torch.load(path, weights_only=True)
+    del state["optimizer"]
+    torch.save(state, path)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (_damage_random, "it is not a checkpoint this trainer wrote, or it is damaged"),
+    (_damage_empty, "the file is empty"),
+    (_damage_shape, "does not hold this run's state (RuntimeError: Error(s) in loading"),
+    (_damage_key, "does not hold this run's state (KeyError"),
+])
+def test_resume_from_a_damaged_checkpoint_says_what_is_wrong(tmp_path, capsys, damage, message):
+    run = str(tmp_path / "run")
+    assert main(["train", "--steps", "4", "--width", "8", "--depth", "1", "--n-points", "16",
+                 "--eval-every", "2", "--device", "cpu", "--no-progress", "--run-dir", run]) == 0
+    damage(tmp_path / "run" / "checkpoint.pt")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--run-dir", run, "--resume", "--steps", "6"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err
+    assert "weights_only=False" not in err          # torch's unsafe advice is not passed on
+
+
+def test_resume_with_a_corrupt_config_names_the_file(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--steps", "2", "--width", "8", "--depth", "1", "--n-points", "16",
+                 "--device", "cpu", "--no-progress", "--run-dir", str(run)]) == 0
+    (run / "config.json").write_text('{"case": "thermo", ')
+    with pytest.raises(SystemExit):
+        main(["train", "--run-dir", str(run), "--resume", "--steps", "4"])
+    assert f"cannot resume from {run / 'config.json'}: Expecting" in capsys.readouterr().err
+
+
 def test_lra_weights_only_the_boundary_terms():
     result = train(small(steps=4, balancing="lra"))
     last = result.history[-1]
@@ -272,6 +322,19 @@ def test_cli_bad_arguments(argv, message, capsys):
         main(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_cli_refuses_a_missing_reference_or_unwritable_run_dir_before_writing(tmp_path, capsys):
+    """Both fail with exit 2 and the reason before anything is trained or written."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--case", "eof-patch", "--coupling", "5", "--run-dir", str(tmp_path / "a")])
+    assert exit_info.value.code == 2 and not (tmp_path / "a").exists()
+    assert "eof-patch-Pe5.h5 does not exist; regenerate it with" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--steps", "2", "--run-dir", str(tmp_path / "file" / "run")])
+    assert exit_info.value.code == 2
+    assert "cannot write to" in capsys.readouterr().err
 
 
 def test_cli_train_and_resume(tmp_path, capsys):
