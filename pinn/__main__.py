@@ -176,7 +176,9 @@ def sweep_command(subparsers) -> None:
             parser.error(str(error))
         bad = [row for row in rows if row["status"] != "completed"]
         print(f"{len(rows) - len(bad)} of {len(rows)} runs completed; index in {spec.output}")
-        return 1 if any(row["status"] == "failed" for row in bad) else 0
+        # a diverged run is a result, but a sweep without one completed run measured nothing
+        failed = any(row["status"] == "failed" for row in bad)
+        return 1 if failed or (rows and len(bad) == len(rows)) else 0
 
     parser.set_defaults(run=run)
 

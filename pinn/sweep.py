@@ -36,8 +36,10 @@ after a kill therefore finishes the sweep without retraining finished runs.
 
 Sharding: under ``mpirun -n K`` (detected from the launcher's environment; mpi4py is imported
 only then) rank k takes runs k, k + K, k + 2K, ... of the sorted run list, uses GPU
-``k % n_gpus`` when GPUs are present, and rank 0 gathers every rank's index rows and writes
-``index.json`` and ``index.csv`` (run id, status, final/best/lowest-loss L2_avg, config).
+``local rank % n_gpus`` when GPUs are present (its rank on its own node, from the
+launcher's environment: one GPU per rank on every node), and rank 0 gathers every rank's
+index rows and writes ``index.json`` and ``index.csv`` (run id, status, final/best/
+lowest-loss L2_avg, config).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from pathlib import Path
 
 import tomllib
 
-from reference.cases import CASES
+from reference.cases import CASES, get_case
 
 from .config import TrainConfig
 
@@ -151,7 +153,10 @@ def _method(text: str) -> tuple[str, str]:
 
 
 def plan(spec: SweepSpec) -> list[Run]:
-    """Every run of the spec, sorted by id (the order shards are dealt from)."""
+    """Every run of the spec, sorted by id (the order shards are dealt from); every run's
+    config, case parameters and device are checked here, before anything trains."""
+    from .trainer import resolve_device
+
     runs = []
     for case, table in spec.systems.items():
         if case not in CASES:
@@ -175,6 +180,8 @@ def plan(spec: SweepSpec) -> list[Run]:
                       "seed": seed, "run_dir": str(spec.output / "runs" / run_id)}
             try:
                 config = TrainConfig.from_dict(fields)
+                get_case(case, **params)         # e.g. a negative coupling
+                resolve_device(config.device)    # e.g. cuda on a machine without it
             except (ValueError, TypeError) as error:
                 raise ValueError(f"spec: run {run_id}: {error}") from None
             runs.append(Run(run_id, config))
@@ -301,11 +308,30 @@ def mpi_world():
     return comm, comm.Get_rank(), comm.Get_size()
 
 
-def _pick_gpu(rank: int) -> None:
+# The rank of this process among the ranks on its own node, as launchers export it (Open
+# MPI, MPICH / Intel MPI, PMIx, Slurm); without one, the world rank stands in (one node).
+_LOCAL_RANK_VARIABLES = ("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "PMIX_LOCAL_RANK",
+                         "SLURM_LOCALID")
+
+
+def local_rank(rank: int) -> int:
+    """This process's rank on its node (the launcher's variable), else ``rank``."""
+    for name in _LOCAL_RANK_VARIABLES:
+        text = os.environ.get(name, "").strip()
+        if text.isdigit():
+            return int(text)
+    return rank
+
+
+def _pick_gpu(rank: int) -> int | None:
+    """Use GPU ``local rank % GPUs on this node`` when there are GPUs; returns its index."""
     import torch
 
-    if torch.cuda.is_available():
-        torch.cuda.set_device(rank % torch.cuda.device_count())
+    if not torch.cuda.is_available():
+        return None
+    index = local_rank(rank) % torch.cuda.device_count()
+    torch.cuda.set_device(index)
+    return index
 
 
 # --- the sweep ------------------------------------------------------------------------

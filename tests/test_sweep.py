@@ -67,6 +67,7 @@ def test_plan_expands_the_grid_with_overrides(tmp_path):
     ('methods = ["soap"]', "OPTIMIZER\\+BALANCING"),
     ('[systems.heat]\ncouplings = [1]', "unknown system"),
     ('[budget]\nstepz = 3', "stepz"),
+    ("couplings = [-1, 10]", "run thermo-gamma-1-adam-gn-constant-s0: gamma must be >= 0"),
 ])
 def test_bad_specs_are_reported(tmp_path, text, message):
     base = SPEC.format(steps=10, batch_size=2)
@@ -76,12 +77,33 @@ def test_bad_specs_are_reported(tmp_path, text, message):
         base = base.replace("[budget]", text)
     elif text.startswith("[systems"):
         base += text
+    elif text.startswith("couplings"):
+        base = base.replace("couplings = [1, 10]", text)
     else:
         base = text + "\n" + base
     path = tmp_path / "bad.toml"
     path.write_text(base)
     with pytest.raises(ValueError, match=message):
         load_spec(path)
+
+
+def test_cuda_is_checked_when_the_spec_is_read(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        spec = load_spec(write_spec(tmp_path), budget={"device": "cuda"})
+        assert {run.config.device for run in plan(spec)} == {"cuda"}
+    else:
+        with pytest.raises(ValueError, match="'cuda' was requested but CUDA is not available"):
+            load_spec(write_spec(tmp_path), budget={"device": "cuda"})
+
+
+def test_a_sweep_in_which_no_run_completed_exits_1(tmp_path, capsys):
+    path = write_spec(tmp_path, steps=10)
+    path.write_text(path.read_text().replace("width = 8", "width = 16\nlr = 1e3\neval_every = 5")
+                    .replace("eval_every = 20\n", ""))
+    assert main(["sweep", str(path), "--seeds", "0", "--no-progress"]) == 1
+    assert "0 of 4 runs completed" in capsys.readouterr().out
 
 
 def _env():
