@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -108,8 +109,14 @@ def errors_command(subparsers) -> None:
 
         from .analysis import check_reference, error_fields, load_model, plot_error_fields
 
+        from reference.cases import FE_CASES
+
         try:
             model, case = load_model(args.run_dir)
+            if args.reference is None and case.name not in FE_CASES:
+                raise ValueError(f"{case.name} has no stored reference (its exact solution "
+                                 "scores the run during training: see its metrics.json); "
+                                 f"stored references exist for {list(FE_CASES)}")
             reference = store.open_reference(args.reference or store.reference_path(case))
             if not args.allow_mismatch:
                 check_reference(case, reference)
@@ -230,9 +237,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_NUMBER = re.compile(r"-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _negative_values(argv: list[str]) -> list[str]:
+    """``--lr -1e-3`` as ``--lr=-1e-3``: argparse before Python 3.13 reads "-1e-3" as an
+    option and says "expected one argument"; joined, the value reaches the validation,
+    which gives the real reason."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and _NUMBER.fullmatch(token):
+            out[-1] += "=" + token
+        else:
+            out.append(token)
+    return out
+
+
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_negative_values(sys.argv[1:] if argv is None else list(argv)))
     from .threads import apply_thread_policy
 
     try:

@@ -104,7 +104,8 @@ class TrainResult:
     steps_per_second   optimizer steps per second of this run's share of the training time
                        (a batch of R runs: the batch's time times R), which excludes the
                        evaluations and checkpoints (measured in this session only when
-                       resumed)
+                       resumed; a session that trained no step, e.g. resuming a finished
+                       run, reports the whole run's rate)
     """
 
     config: dict
@@ -346,7 +347,8 @@ class RunRecord:
             config=self.config.to_dict(), status=self.status, message=self.message,
             step=step if self.stopped_at is None else self.stopped_at, best=self.best,
             lowest_loss=self.lowest_loss, final=self.final, history=self.history,
-            steps_per_second=session_steps / session_seconds if session_seconds > 0 else math.nan,
+            steps_per_second=(session_steps / session_seconds if session_seconds > 0 else
+                              step / self.train_seconds if self.train_seconds > 0 else math.nan),
             train_seconds=self.train_seconds, eval_seconds=self.eval_seconds,
             n_parameters=self.n_parameters, device=str(self.device),
             run_dir=str(self.run_dir) if self.run_dir is not None else None,

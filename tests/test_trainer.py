@@ -311,6 +311,7 @@ def test_seed_reproduces_and_changes_the_run():
     (["train", "--coupling", "-3"], "gamma must be >= 0"),
     (["train", "--steps", "0"], "steps must be an integer >= 1"),
     (["train", "--lr", "nan"], "lr must be a finite number > 0"),
+    (["train", "--lr", "-1e-3"], "lr must be a finite number > 0, got -0.001"),
     (["train", "--resume"], "--resume needs --run-dir"),
     # the Debye ratio is the coupling; "--eps" once set the optimizer epsilon silently
     (["train", "--case", "npp", "--eps", "0.05"], "--eps is ambiguous: the Debye ratio"),
@@ -349,6 +350,15 @@ def test_cli_train_and_resume(tmp_path, capsys):
     # Resume with only the run folder and a longer run: the rest comes from config.json.
     assert main(["train", "--run-dir", run, "--resume", "--steps", "6", "--no-progress"]) == 0
     assert "completed after 6 steps" in capsys.readouterr().out
+    # resuming a finished run trains nothing and keeps the run's rate (not null)
+    rate = json.loads((tmp_path / "run" / "metrics.json").read_text())["steps_per_second"]
+    assert main(["train", "--run-dir", run, "--resume", "--no-progress"]) == 0
+    again = json.loads((tmp_path / "run" / "metrics.json").read_text())["steps_per_second"]
+    assert rate > 0 and again > 0
+    # a 1D run has no stored reference to score against: said, not a wrong command
+    with pytest.raises(SystemExit):
+        main(["errors", run])
+    assert "thermo has no stored reference" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--run-dir", run, "--resume", "--lr", "0.5"])
     assert "cannot resume" in capsys.readouterr().err
