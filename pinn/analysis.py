@@ -42,7 +42,7 @@ import torch
 import xarray as xr
 
 from reference import store
-from reference.cases import get_case
+from reference.cases import case_from_params, get_case
 
 __all__ = ["error_fields", "load_model", "plot_error_fields", "check_reference",
            "reference_case"]
@@ -76,7 +76,7 @@ def _predict(model, points: np.ndarray) -> dict[str, np.ndarray]:
 
 def reference_case(reference: xr.Dataset):
     """The case (with its parameters) a stored reference was computed for."""
-    return get_case(reference.attrs["case"], **_case_params(reference.attrs["params"]))
+    return case_from_params(reference.attrs["case"], reference.attrs["params"])
 
 
 def check_reference(case, reference: xr.Dataset) -> None:
@@ -155,12 +155,6 @@ def error_fields(model_or_run, reference: xr.Dataset, band: float = 5.0, case=No
                "reference_sha256": str(reference.attrs.get("sha256", ""))},
     )
     return ds
-
-
-def _case_params(params: dict) -> dict:
-    """Stored parameters minus the derived ones (rates k1..k4 of reaction-diffusion)."""
-    return {key: (tuple(value) if isinstance(value, list) else value)
-            for key, value in params.items() if key not in ("k1", "k2", "k3", "k4")}
 
 
 def plot_error_fields(ds: xr.Dataset, path) -> Path:

@@ -31,6 +31,7 @@ __all__ = [
     "CASES",
     "FE_CASES",
     "get_case",
+    "case_from_params",
     "sweep",
 ]
 
@@ -407,6 +408,16 @@ def get_case(name: str, **params) -> Case:
     if unknown:
         raise ValueError(f"unknown parameter(s) {sorted(unknown)} for case {name!r}; valid: {valid}")
     return cls(**params)
+
+
+def case_from_params(name: str, params: dict) -> Case:
+    """The case a recorded ``Case.params()`` dict describes (as reference files store it):
+    entries derived from the fields (the rates k1..k4 of reaction-diffusion) are dropped,
+    lists become tuples."""
+    cls = CASES[name] if name in CASES else get_case(name)  # get_case raises the error
+    valid = {f.name for f in dataclasses.fields(cls)}
+    return get_case(name, **{key: tuple(value) if isinstance(value, list) else value
+                             for key, value in params.items() if key in valid})
 
 
 def sweep(name: str, **params) -> list[Case]:

@@ -360,6 +360,17 @@ def open_reference(path, verify: bool = True):
     for key in ("params", "generator", "solver", "verification"):
         attrs[key] = json.loads(attrs[key])
     attrs.update(sha256=sha256(path), path=str(path))
+    from reference.cases import case_from_params
+
+    try:
+        fields = case_from_params(attrs["case"], attrs["params"]).fields
+    except (KeyError, TypeError, ValueError) as error:
+        raise ReferenceError(f"{path} names a case this code does not know ({error}); "
+                             f"{_regenerate_hint(path)}") from None
+    missing = [name for name in (*fields, "weight", "x") if name not in grid]
+    if missing:
+        raise ReferenceError(f"{path} lacks the dataset(s) {missing} of its case "
+                             f"{attrs['case']}; {_regenerate_hint(path)}")
     dims = ("y", "x") if "y" in grid else ("x",)
     coords = {dim: grid.pop(dim) for dim in dims}
     data = {name: (dims, values) for name, values in grid.items()}

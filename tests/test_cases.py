@@ -41,6 +41,17 @@ def test_rates():
     assert asym.params()["k3"] == 8.0
 
 
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_a_case_is_recovered_from_its_recorded_params(name):
+    """What files record (params(), through JSON: tuples as lists, derived rates added)
+    gives the same case back."""
+    import json
+
+    case = sweep(name)[-1]
+    recorded = json.loads(json.dumps(case.params()))
+    assert cases.case_from_params(name, recorded) == case
+
+
 def test_patch_wall_potential():
     patch = get_case("eof-patch")
     assert patch.wall_zeta(patch.patch_center, "bottom") == pytest.approx(-1.0)

@@ -191,6 +191,20 @@ def test_wrong_schema_version(tmp_path, eof_case):
         store.open_reference(path, verify=False)
 
 
+def test_a_renamed_dataset_is_named(tmp_path, eof_case):
+    """A file whose manifest entry matches but which lacks a field of its case (here phi
+    renamed) is refused naming the dataset, not with xarray's KeyError later."""
+    path, _, _ = _write(tmp_path, eof_case)
+    with h5py.File(path, "r+") as f:
+        f["grid"].move("phi", "potential")
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest[path.name]["sha256"] = store.sha256(path)
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(store.ReferenceError, match=r"lacks the dataset\(s\) \['phi'\] of its case "
+                                                   "eof-straight; regenerate it with"):
+        store.open_reference(path)
+
+
 def test_unlisted_and_unverifiable(tmp_path, eof_case):
     path, _, _ = _write(tmp_path, eof_case, manifest=False)
     with pytest.raises(store.ReferenceError, match="no manifest.json"):
