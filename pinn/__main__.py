@@ -154,6 +154,8 @@ def sweep_command(subparsers) -> None:
     parser.add_argument("--steps", type=int, default=None, help="override the budget's steps")
     parser.add_argument("--batch-size", type=int, default=None, help="runs trained together")
     parser.add_argument("--device", default=None, help="auto | cpu | cuda")
+    parser.add_argument("--compile", action="store_const", const=True, default=None,
+                        help="compile the loss (TrainConfig.compile; a resumable change)")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and exit")
     parser.add_argument("--index-only", action="store_true",
                         help="write the index of the runs finished so far and exit (trains "
@@ -163,8 +165,8 @@ def sweep_command(subparsers) -> None:
     def run(args) -> int:
         from .sweep import index_finished, load_spec, plan, run_sweep
 
-        budget = {key: value for key, value in (("steps", args.steps), ("device", args.device))
-                  if value is not None}
+        budget = {key: value for key, value in (("steps", args.steps), ("device", args.device),
+                                                ("compile", args.compile)) if value is not None}
         try:
             spec = load_spec(args.spec, output=args.output, systems=args.systems,
                              methods=args.methods, schedules=args.schedules, seeds=args.seeds,
