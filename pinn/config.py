@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 
 from .schedules import SCHEDULES
 
-__all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "DTYPES", "DEVICES", "BALANCING",
+__all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "DTYPES", "DEVICES", "BALANCING", "SPLITS",
            "RESUMABLE_CHANGES"]
 
 OPTIMIZERS = ("adam", "soap")
 DTYPES = ("float32", "float64")
 DEVICES = ("auto", "cpu", "cuda")
 BALANCING = ("none", "gn", "lra")
-SPLITS = ("per-field", "paper", "shared")
+SPLITS = ("per-field", "paper", "shared")   # networks per field (pinn.networks.build_model)
 
 # Fields a resumed run may change: they do not alter the trajectory of the parameters
 # (device, compile: the same computation on other hardware or in fused kernels, which

@@ -18,9 +18,10 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .config import SPLITS
+
 __all__ = ["MLP", "FieldNetworks", "build_model", "SPLITS", "default_size"]
 
-SPLITS = ("per-field", "paper", "shared")
 
 
 def _positive_int(name: str, value) -> int:

@@ -377,6 +377,6 @@ def run_sweep(spec: SweepSpec, *, progress: bool = True, log=print) -> list[dict
 
 
 def _json_metrics(result) -> dict:
-    from .trainer import _json_safe
+    from .trainer import json_safe
 
-    return _json_safe(result.metrics())
+    return json_safe(result.metrics())

@@ -72,7 +72,7 @@ from .stacked import StackedNetworks, nets_per_stack
 from .statistics import tail
 
 __all__ = ["train", "train_batch", "Trainer", "TrainResult", "TrainConfig", "make_optimizer",
-           "resolve_device", "batch_key", "PER_RUN_FIELDS"]
+           "resolve_device", "batch_key", "json_safe", "PER_RUN_FIELDS"]
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -180,14 +180,17 @@ def set_learning_rate(config: TrainConfig, optimizer, step: int) -> None:
         group["lr"] = config.lr * factor
 
 
-def _json_safe(value):
-    """NaN and infinities (a diverged run's errors) as None: strict JSON has no NaN."""
+def json_safe(value):
+    """``value`` as strict JSON takes it: NaN and infinities (a diverged run's errors) as
+    None, numpy and torch scalars as Python numbers, tuples as lists."""
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
+        return {key: json_safe(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
+        return [json_safe(item) for item in value]
     return value
 
 
@@ -358,7 +361,7 @@ class RunRecord:
     def finish_run_dir(self, result: TrainResult) -> None:
         from .plotting import plot_history
 
-        _write_json(self.run_dir / METRICS, _json_safe(result.metrics()))
+        _write_json(self.run_dir / METRICS, json_safe(result.metrics()))
         plot_history(self.history, self.run_dir, title=f"{self.case.label} {self.config.optimizer}"
                      f"+{self.config.balancing}")
 

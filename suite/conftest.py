@@ -15,13 +15,13 @@ import os
 import pytest
 
 from pinn.claims import summarise
+from pinn.config import DEVICES
 from pinn.report import format_summary
 from pinn.threads import apply_thread_policy
 from reference.cases import CASES
 
 from .profiles import PROFILES, get_profile
 
-DEVICES = ("cpu", "cuda", "auto")
 _RESULTS = pytest.StashKey[list]()
 
 

@@ -13,7 +13,7 @@ import math
 import torch
 
 from pinn.problems import get_problem
-from pinn.trainer import TrainConfig, resolve_device, train_batch
+from pinn.trainer import TrainConfig, json_safe, resolve_device, train_batch
 from reference import store
 from reference.cases import CASES, get_case
 
@@ -49,7 +49,7 @@ def test_train(benchmark, batch_spec, profile, device, reference_root, record):
     infos = []
     for (coupling, seed), case, result in zip(runs, cases, results):
         path = store.reference_path(case, reference_root) if stored else None
-        info = _plain({
+        info = json_safe({
             "case": case_name, "coupling": CASES[case_name].coupling,
             "coupling_value": coupling, "optimizer": optimizer, "balancing": balancing,
             "method": f"{optimizer}+{balancing}", "seed": seed, "profile": profile.name,
@@ -69,13 +69,3 @@ def test_train(benchmark, batch_spec, profile, device, reference_root, record):
     for info, result in zip(infos, results):
         assert result.status == "completed", result.message
         assert math.isfinite(info["L2_avg"])
-
-
-def _plain(value):
-    """JSON-able: NaN/inf become None, numpy scalars Python floats."""
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, float) or hasattr(value, "item"):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    return value
