@@ -41,6 +41,10 @@ SUCCESS_L2 = 0.1             # a run "succeeds" when its final L2_avg is below t
 PAPER_EOF_L2 = 1.3e-3        # claim 4: SOAP+GN at eps = 0.2 (reached: within 2x)
 PAPER_EOF_ADAM = 0.9         # claim 4: Adam+GN above this
 EOF_ERROR_CASE = ("eof-straight", 0.2)   # the runs whose error fields are drawn
+# A public measurement of the authors' own script at the published thermo recipe (seed 42):
+# final L2_avg per method and gamma. Ours is compared with it where a budget has that recipe.
+AUTHORS_THERMO = {"recipe": {"steps": 60000, "lr": 1e-3, "width": 64, "depth": 4},
+                  "final": {"soap+gn": {1: 3.3e-5, 50: 9.5e-5}, "adam+gn": {1: 5.0e-4, 50: 2.4e-3}}}
 NTK_DIR = Path(__file__).resolve().parent.parent / "docs" / "img"
 LINEAR = ("thermo", "rd-symmetric", "rd-asymmetric")
 BUDGET_KEYS = ("steps", "lr", "width", "depth", "n_points", "eval_every", "balance_every",
@@ -398,7 +402,7 @@ def _study_section(name, data) -> list[str]:
     runs = data["runs"]
     deg = degradation(runs)
     systems = [s for s in CASES if any(r["system"] == s for r in runs)]
-    lines = [f"## {data['study']}", "",
+    lines = [f"## Budget `{_stem(name)}`", "", data["study"], "",
              f"`{name}`: {len(runs)} runs ({_status_counts(runs)}). Machine: "
              f"{data['machine']}. Wall time from the first run's start to the last run's "
              f"end: {data['wall_seconds'] / 3600:.1f} h.", ""]
@@ -407,6 +411,7 @@ def _study_section(name, data) -> list[str]:
     c4 = claim4(runs)
     if c4:
         lines += _claim4_section(c4)
+    lines += _authors_check(data)
     lines += _l2_tables(runs, systems)
     lines += _eof_section(data)
     return lines
@@ -474,6 +479,35 @@ def _claim4_section(c4) -> list[str]:
         if cells:
             lines += [f"- {method}: " + "; ".join(cells)]
     return lines + [""]
+
+
+def _authors_check(data) -> list[str]:
+    """Our thermo runs against the authors' script at the same recipe (AUTHORS_THERMO)."""
+    budget = data["budget"].get("thermo", {})
+    if any(budget.get(key) != value for key, value in AUTHORS_THERMO["recipe"].items()):
+        return []
+    lines = ["Cross-check: thermo at the published recipe against a public measurement of "
+             "the authors' own script (seed 42, final L2_avg):", "",
+             "| method | gamma | authors | ours: median [min, max] over seeds | authors in our "
+             "range | degradation 1 -> 50: authors, ours median [min, max] |",
+             "|---|---|---|---|---|---|"]
+    for method, theirs in AUTHORS_THERMO["final"].items():
+        ours = {g: [r for r in data["runs"] if r["system"] == "thermo" and r["value"] == g
+                    and r["method"] == method and r["schedule"] == "constant"] for g in theirs}
+        finals = {g: finite([r["l2_final"].get("avg") for r in runs]) for g, runs in ours.items()}
+        by_seed = {g: {r["seed"]: r["l2_final"].get("avg") for r in runs} for g, runs in ours.items()}
+        ratios = finite([by_seed[50][s] / by_seed[1][s] for s in by_seed[1]
+                         if s in by_seed[50] and by_seed[1][s] and by_seed[50][s] is not None])
+        for g, value in theirs.items():
+            if not finals[g]:
+                continue
+            inside = min(finals[g]) <= value <= max(finals[g])
+            degradation = (f"{theirs[50] / theirs[1]:.3g}x, {statistics.median(ratios):.3g}x "
+                           f"[{min(ratios):.3g}, {max(ratios):.3g}]" if ratios and g == 50 else "")
+            lines.append(f"| {method} | {g:g} | {value:.2g} | {statistics.median(finals[g]):.2g} "
+                         f"[{min(finals[g]):.2g}, {max(finals[g]):.2g}] | "
+                         f"{'yes' if inside else 'no'} | {degradation} |")
+    return lines + [""] if len(lines) > 4 else []
 
 
 def _l2_tables(runs, systems) -> list[str]:

@@ -71,6 +71,19 @@ def test_synthetic_page_has_the_hand_computed_numbers():
     assert "| synthetic | 4: EOF" not in page          # no EOF runs: no claim 4 row
 
 
+def test_thermo_at_the_published_recipe_is_checked_against_the_authors_script():
+    data = synthetic()
+    assert "Cross-check" not in render([("s.json", data)])   # not the published recipe
+    data["budget"]["thermo"].update(steps=60000, lr=1e-3, width=64, depth=4)
+    for run in data["runs"]:
+        run["value"] = 50 if run["value"] == 10 else run["value"]
+    page = render([("s.json", data)])
+    # SOAP+GN: ours 0.01, 0.02 at gamma 1 (authors 3.3e-5: outside), per-seed 1.0x, 1.1x
+    assert "| soap+gn | 1 | 3.3e-05 | 0.015 [0.01, 0.02] | no |  |" in page
+    assert "| soap+gn | 50 | 9.5e-05 | 0.016 [0.01, 0.022] | no | 2.88x, 1.05x [1, 1.1] |" in page
+    assert "| adam+gn | 50 | 0.0024 | 0.45 [0.4, 0.5] | no | 4.8x, 350x [200, 500] |" in page
+
+
 def test_a_failed_run_counts_as_no_success():
     data = synthetic()
     data["runs"][0]["status"] = "diverged"
