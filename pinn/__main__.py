@@ -226,8 +226,34 @@ def results_command(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
+def compare_command(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "compare", help="result files side by side (suite or study JSONs)",
+        description="One table per system: final L2 per method and coupling, steps/s, "
+                    "degradation and verdicts, one column per file (pinn/compare.py).")
+    parser.add_argument("json", nargs="+", help="suite JSONs (pytest --benchmark-json) or "
+                                                "study JSONs (pinn results collect)")
+    parser.add_argument("--out", default=None, help="also write the table (Markdown) here")
+    parser.add_argument("--allow-mismatch", action="store_true",
+                        help="compare files of different profiles or references")
+
+    def run(args) -> int:
+        from .compare import compare
+
+        try:
+            text = compare(args.json, allow_mismatch=args.allow_mismatch)
+        except ValueError as error:
+            parser.error(str(error))
+        print(text, end="")
+        if args.out:
+            Path(args.out).write_text(text)
+        return 0
+
+    parser.set_defaults(run=run)
+
+
 COMMANDS = [train_command, ntk_command, report_command, errors_command, sweep_command,
-            results_command]
+            results_command, compare_command]
 
 
 def build_parser() -> argparse.ArgumentParser:
