@@ -91,6 +91,16 @@ def test_report_renders(tiny_json, tmp_path):
         assert (tmp_path / figure).stat().st_size > 10_000
 
 
+def test_a_case_a_profile_forgets_is_an_error():
+    from suite.profiles import SMOKE, Profile
+
+    couplings = {k: v for k, v in SMOKE.couplings.items() if k != "npp"}
+    with pytest.raises(ValueError, match=r"case\(s\) \['npp'\] are neither benchmarked nor "
+                                         "deferred"):
+        Profile(name="x", description="", couplings=couplings, budgets=SMOKE.budgets,
+                deferred=SMOKE.deferred)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--profile", "huge"], "unknown profile 'huge'; valid profiles: ['long', 'paper', 'smoke', 'tiny']"),
     (["--device", "tpu"], "unknown device 'tpu'"),
