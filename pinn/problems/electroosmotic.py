@@ -11,6 +11,10 @@ Six fields (phi, c+, c-, u, v, p) on [0, L] x [0, 1], walls y = 0, 1, sides x = 
     stokes_y   = -p_y + mu lap(v)
     continuity = u_x + v_y
 
+The finite-element reference solves the same equations, written in UFL in
+:func:`reference.fem.eof.strong_residuals` (its "momentum" is (stokes_x, stokes_y));
+tests/test_equations.py checks that both sides agree on manufactured fields.
+
 Boundary terms, one per field, each the concatenation of its wall rows and its side rows:
 
     walls (both)       phi - zeta_w(x), c+ - exp(-zeta_w), c- - exp(zeta_w), u, v

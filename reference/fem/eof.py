@@ -77,7 +77,9 @@ def strong_residuals(case, phi, c_plus, c_minus, velocity, p) -> dict:
     """The left-hand sides of the five equations as UFL expressions (module docstring).
 
     Works on any UFL expressions, e.g. manufactured fields of SpatialCoordinate: that is
-    how :mod:`reference.fem.mms` derives its sources from the same equations.
+    how :mod:`reference.fem.mms` derives its sources from the same equations. The PINN's
+    residuals are the same equations in PyTorch (pinn/problems/electroosmotic.py, momentum
+    split into stokes_x, stokes_y); tests/test_equations.py checks that they agree.
     """
     div, grad, dot = ufl.div, ufl.grad, ufl.dot
     a, e_x = case.advection, ufl.as_vector((1.0, 0.0))
