@@ -372,11 +372,11 @@ def _verdicts(studies, ntk) -> list[str]:
             cells.append(f"**{overall(list(per_system.values()))}** ({counts})"
                          if per_system else "-")
         if deg:
-            lines.append(f"| {data['study']} | 3: SOAP+GN <= 1.1x, Adam+GN > 100x | "
+            lines.append(f"| `{_stem(name)}` | 3: SOAP+GN <= 1.1x, Adam+GN > 100x | "
                          f"{cells[0]} | {cells[1]} |")
         c4 = claim4(data["runs"])
         if c4:
-            lines.append(f"| {data['study']} | 4: EOF eps 0.2, SOAP+GN <= "
+            lines.append(f"| `{_stem(name)}` | 4: EOF eps 0.2, SOAP+GN <= "
                          f"{2 * PAPER_EOF_L2:g}, Adam+GN > {PAPER_EOF_ADAM:g} | "
                          f"**{c4['paper_verdict']}** | **{c4['verdict']}** |")
     return lines + [""]

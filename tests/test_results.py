@@ -65,10 +65,10 @@ def test_synthetic_page_has_the_hand_computed_numbers():
     assert "| soap+gn | constant | 1 | 1.50e-02 +- 7.1e-03 |" in page
     assert "| adam+gn | constant | 1 | 1.50e-03 +- 7.1e-04 |" in page and "| 2/2 |" in page
     # claim 3: both halves hold on the paper's protocol, two seeds decide neither on the tail
-    assert ("| synthetic | 3: SOAP+GN <= 1.1x, Adam+GN > 100x | **reproduced** (reproduced 1) "
+    assert ("| `synthetic` | 3: SOAP+GN <= 1.1x, Adam+GN > 100x | **reproduced** (reproduced 1) "
             "| **undecided** (undecided 1) |") in page
     assert "8 runs (8 completed)" in page
-    assert "| synthetic | 4: EOF" not in page          # no EOF runs: no claim 4 row
+    assert "| `synthetic` | 4: EOF" not in page          # no EOF runs: no claim 4 row
 
 
 def test_thermo_at_the_published_recipe_is_checked_against_the_authors_script():
