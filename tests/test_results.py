@@ -33,7 +33,7 @@ def synthetic() -> dict:
             _run("adam+gn", 1, 0, 1e-3), _run("adam+gn", 10, 0, 0.5),
             _run("adam+gn", 1, 1, 2e-3), _run("adam+gn", 10, 1, 0.4)]
     return {"study": "synthetic", "machine": "test machine", "wall_seconds": 60,
-            "budget": {"thermo": BUDGET}, "runs": runs, "eof_errors": {}}
+            "budget": {"thermo": dict(BUDGET)}, "runs": runs, "eof_errors": {}}
 
 
 def test_mean_std_by_hand():
