@@ -48,19 +48,23 @@ class Field:
     second: torch.Tensor | None = None
 
     @property
-    def x(self) -> torch.Tensor:
+    def dx(self) -> torch.Tensor:
+        """d/dx."""
         return self.grad[..., 0]
 
     @property
-    def y(self) -> torch.Tensor:
+    def dy(self) -> torch.Tensor:
+        """d/dy."""
         return self.grad[..., 1]
 
     @property
-    def xx(self) -> torch.Tensor:
+    def dxx(self) -> torch.Tensor:
+        """d^2/dx^2."""
         return self.second[..., 0]
 
     @property
-    def yy(self) -> torch.Tensor:
+    def dyy(self) -> torch.Tensor:
+        """d^2/dy^2."""
         return self.second[..., 1]
 
     @property

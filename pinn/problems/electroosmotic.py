@@ -120,15 +120,15 @@ class ElectroosmoticProblem(Problem):
         np_minus = cm.lap - drift_minus
         a = case.advection  # a number, or (R, 1) when batched runs differ in Pe
         if torch.is_tensor(a) or a:
-            np_plus = np_plus - a * (u.value * cp.x + v.value * cp.y)
-            np_minus = np_minus - a * (u.value * cm.x + v.value * cm.y)
+            np_plus = np_plus - a * (u.value * cp.dx + v.value * cp.dy)
+            np_minus = np_minus - a * (u.value * cm.dx + v.value * cm.dy)
         return {
             "poisson": case.eps**2 * phi.lap + charge,
             "np_plus": np_plus,
             "np_minus": np_minus,
-            "stokes_x": -p.x + case.mu * u.lap + case.Ex * charge,
-            "stokes_y": -p.y + case.mu * v.lap,
-            "continuity": u.x + v.y,
+            "stokes_x": -p.dx + case.mu * u.lap + case.Ex * charge,
+            "stokes_y": -p.dy + case.mu * v.lap,
+            "continuity": u.dx + v.dy,
         }
 
     def boundary_residuals(self, model):
@@ -150,9 +150,9 @@ class ElectroosmoticProblem(Problem):
             return torch.cat(parts, dim=-1)
 
         if open_sides:
-            side_rows = {name: f[name].x[..., n:] for name in ("phi", "c_plus", "c_minus")}
-            side_rows["v"] = case.mu * f["v"].x[..., n:]
-            traction = case.mu * f["u"].x[..., n:] - f["p"].value[..., n:]
+            side_rows = {name: f[name].dx[..., n:] for name in ("phi", "c_plus", "c_minus")}
+            side_rows["v"] = case.mu * f["v"].dx[..., n:]
+            traction = case.mu * f["u"].dx[..., n:] - f["p"].value[..., n:]
             terms = {name: rows(wall_rows[name], side_rows[name])
                      for name in ("phi", "c_plus", "c_minus")}
             terms.update(u=wall_rows["u"], v=rows(wall_rows["v"], side_rows["v"]), p=traction)

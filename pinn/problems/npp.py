@@ -61,9 +61,9 @@ class NPPProblem(IntervalProblem):
     def pde_residuals(self, fields):
         cp, cm, phi = fields["c_plus"], fields["c_minus"], fields["phi"]
         return {
-            "np_plus": cp.xx + cp.x * phi.x + cp.value * phi.xx,
-            "np_minus": cm.xx - cm.x * phi.x - cm.value * phi.xx,
-            "poisson": self.case.eps**2 * phi.xx + cp.value - cm.value,
+            "np_plus": cp.dxx + cp.dx * phi.dx + cp.value * phi.dxx,
+            "np_minus": cm.dxx - cm.dx * phi.dx - cm.value * phi.dxx,
+            "poisson": self.case.eps**2 * phi.dxx + cp.value - cm.value,
         }
 
     def exact_reference(self, points):

@@ -66,7 +66,7 @@ class ReactionDiffusionProblem(IntervalProblem):
 
     def pde_residuals(self, fields):
         c = {name: fields[name].value for name in self.fields}
-        c_xx = {name: fields[name].xx for name in self.fields}
+        c_xx = {name: fields[name].dxx for name in self.fields}
         lhs = self.operator(c, c_xx)
         return {f"pde_{name}": lhs[name] - self.sources[name] for name in self.fields}
 

@@ -48,8 +48,8 @@ class ThermoelasticProblem(IntervalProblem):
     def pde_residuals(self, fields):
         case, T, u = self.case, fields["T"], fields["u"]
         return {
-            "pde_T": -case.kappa * T.xx - self.f_T,
-            "pde_u": -case.E * u.xx + case.gamma * T.x - self.f_u,
+            "pde_T": -case.kappa * T.dxx - self.f_T,
+            "pde_u": -case.E * u.dxx + case.gamma * T.dx - self.f_u,
         }
 
     def exact_reference(self, points):
