@@ -29,7 +29,7 @@ def train_command(subparsers) -> None:
                         help="continue the run in --run-dir from its checkpoint")
 
     def run(args) -> int:
-        from reference.store import ReferenceError, check_writable
+        from reference.store import ReferenceFileError, check_writable
 
         from .checkpoint import CheckpointError
         from .trainer import CONFIG, train
@@ -49,7 +49,7 @@ def train_command(subparsers) -> None:
             if config.run_dir is not None:
                 check_writable(config.run_dir)
             result = train(config, resume=args.resume)
-        except (ValueError, CheckpointError, ReferenceError) as error:
+        except (ValueError, CheckpointError, ReferenceFileError) as error:
             parser.error(str(error))
         final, best, lowest = result.final, result.best, result.lowest_loss
         print(f"{result.status} after {result.step} steps on {result.device} "

@@ -39,7 +39,7 @@ import numpy as np
 
 __all__ = [
     "SCHEMA_VERSION",
-    "ReferenceError",
+    "ReferenceFileError",
     "evaluation_grid",
     "grid_points",
     "reference_path",
@@ -56,7 +56,7 @@ GRID_1D = 1000                 # uniform points of a 1D grid (the paper's)
 GRID_2D = (200, 50)            # (ny, nx) points of a 2D grid per unit length in x
 
 
-class ReferenceError(RuntimeError):
+class ReferenceFileError(RuntimeError):
     """A reference file is missing, unreadable or not the one the manifest records."""
 
 
@@ -215,18 +215,18 @@ def atomic_write(path, write) -> Path:
 
 def _read_manifest(manifest_path: Path) -> dict:
     """The manifest's entries; a file that is not a JSON object of entries with a sha256 is
-    a ReferenceError naming it."""
+    a ReferenceFileError naming it."""
     try:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, json.JSONDecodeError) as error:
-        raise ReferenceError(f"cannot read the manifest {manifest_path}: {error}; restore it "
+        raise ReferenceFileError(f"cannot read the manifest {manifest_path}: {error}; restore it "
                              f"(git checkout) or regenerate the references in that folder "
                              f"(python -m reference generate --all --out {manifest_path.parent})"
                              ) from None
     bad = [name for name, entry in manifest.items() if not isinstance(entry, dict)
            or not isinstance(entry.get("sha256"), str)] if isinstance(manifest, dict) else [None]
     if bad:
-        raise ReferenceError(f"the manifest {manifest_path} has entries without a sha256 "
+        raise ReferenceFileError(f"the manifest {manifest_path} has entries without a sha256 "
                              f"({bad}); restore it (git checkout) or regenerate those references")
     return manifest
 
@@ -299,21 +299,21 @@ def write_reference(path, case, *, grid_fields, mesh=None, mesh_fields=None, sol
 # --- reading --------------------------------------------------------------------------------
 def _check(path: Path, verify: bool) -> None:
     if not path.exists():
-        raise ReferenceError(f"reference file {path} does not exist; {_regenerate_hint(path)}")
+        raise ReferenceFileError(f"reference file {path} does not exist; {_regenerate_hint(path)}")
     if not verify:
         return
     manifest_path = path.parent / MANIFEST
     if not manifest_path.exists():
-        raise ReferenceError(
+        raise ReferenceFileError(
             f"no {MANIFEST} next to {path}, so the file cannot be verified; "
             f"{_regenerate_hint(path)}"
         )
     entry = _read_manifest(manifest_path).get(path.name)
     if entry is None:
-        raise ReferenceError(f"{path} is not listed in {manifest_path}; {_regenerate_hint(path)}")
+        raise ReferenceFileError(f"{path} is not listed in {manifest_path}; {_regenerate_hint(path)}")
     actual = sha256(path)
     if actual != entry["sha256"]:
-        raise ReferenceError(
+        raise ReferenceFileError(
             f"{path} does not match its manifest entry (sha256 {actual[:12]}... != "
             f"{entry['sha256'][:12]}...): the file is stale or corrupted; {_regenerate_hint(path)}"
         )
@@ -325,14 +325,14 @@ def _open(path: Path):
     try:
         f = h5py.File(path, "r")
     except OSError as err:
-        raise ReferenceError(
+        raise ReferenceFileError(
             f"{path} is not a readable HDF5 file ({err}); it may be truncated; "
             f"{_regenerate_hint(path)}"
         ) from None
     version = f.attrs.get("schema_version")
     if version != SCHEMA_VERSION:
         f.close()
-        raise ReferenceError(
+        raise ReferenceFileError(
             f"{path} has schema version {version}, this code reads version {SCHEMA_VERSION}; "
             f"{_regenerate_hint(path)}"
         )
@@ -346,7 +346,7 @@ def open_reference(path, verify: bool = True):
     ``weight``; attributes: ``case``, ``params``, ``generator``, ``solver``,
     ``verification`` (dicts), ``created``, ``schema_version``, ``sha256``, ``path``.
     With ``verify`` the file's sha256 must match the manifest beside it. Raises
-    :class:`ReferenceError` saying what is wrong and how to regenerate the file.
+    :class:`ReferenceFileError` saying what is wrong and how to regenerate the file.
     """
     import xarray as xr
 
@@ -365,11 +365,11 @@ def open_reference(path, verify: bool = True):
     try:
         fields = case_from_params(attrs["case"], attrs["params"]).fields
     except (KeyError, TypeError, ValueError) as error:
-        raise ReferenceError(f"{path} names a case this code does not know ({error}); "
+        raise ReferenceFileError(f"{path} names a case this code does not know ({error}); "
                              f"{_regenerate_hint(path)}") from None
     missing = [name for name in (*fields, "weight", "x") if name not in grid]
     if missing:
-        raise ReferenceError(f"{path} lacks the dataset(s) {missing} of its case "
+        raise ReferenceFileError(f"{path} lacks the dataset(s) {missing} of its case "
                              f"{attrs['case']}; {_regenerate_hint(path)}")
     dims = ("y", "x") if "y" in grid else ("x",)
     coords = {dim: grid.pop(dim) for dim in dims}
@@ -383,5 +383,5 @@ def read_mesh(path, verify: bool = True) -> dict[str, np.ndarray]:
     _check(path, verify)
     with _open(path) as f:
         if "mesh" not in f:
-            raise ReferenceError(f"{path} stores no mesh")
+            raise ReferenceFileError(f"{path} stores no mesh")
         return {name: f["mesh"][name][()] for name in f["mesh"]}

@@ -461,7 +461,7 @@ def test_eof_scores_four_fields_on_the_graded_grid():
 def test_patch_reference_comes_from_the_store(tmp_path):
     case = get_case("eof-patch", Pe=1.0)
     problem = get_problem(case, n_points=100, reference_root=tmp_path)
-    with pytest.raises(store.ReferenceError, match="python -m reference generate eof-patch --Pe 1"):
+    with pytest.raises(store.ReferenceFileError, match="python -m reference generate eof-patch --Pe 1"):
         problem.reference()
     grid = store.evaluation_grid(case)
     y, x = np.meshgrid(grid["y"], grid["x"], indexing="ij")

@@ -151,16 +151,16 @@ def test_parallel_writers_keep_every_manifest_entry(tmp_path):
 def test_a_broken_manifest_names_itself(tmp_path, eof_case, text, message):
     path, _, _ = _write(tmp_path, eof_case)
     (tmp_path / "manifest.json").write_text(text)
-    with pytest.raises(store.ReferenceError, match=message) as error:
+    with pytest.raises(store.ReferenceFileError, match=message) as error:
         store.open_reference(path)
     assert str(tmp_path / "manifest.json") in str(error.value)
-    with pytest.raises(store.ReferenceError, match=message):     # a writer refuses it too
+    with pytest.raises(store.ReferenceFileError, match=message):     # a writer refuses it too
         _write(tmp_path, eof_case)
 
 
 def test_missing_file(tmp_path, eof_case):
     path = store.reference_path(eof_case, tmp_path)
-    with pytest.raises(store.ReferenceError,
+    with pytest.raises(store.ReferenceFileError,
                        match=r"does not exist.*python -m reference generate eof-straight --eps 0.1"):
         store.open_reference(path)
 
@@ -169,9 +169,9 @@ def test_truncated_file(tmp_path, eof_case):
     path, _, _ = _write(tmp_path, eof_case)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 3])
-    with pytest.raises(store.ReferenceError, match="stale or corrupted"):
+    with pytest.raises(store.ReferenceFileError, match="stale or corrupted"):
         store.open_reference(path)
-    with pytest.raises(store.ReferenceError, match="truncated"):
+    with pytest.raises(store.ReferenceFileError, match="truncated"):
         store.open_reference(path, verify=False)
 
 
@@ -179,7 +179,7 @@ def test_hash_mismatch(tmp_path, eof_case):
     path, _, _ = _write(tmp_path, eof_case)
     with h5py.File(path, "r+") as f:
         f["grid/phi"][0, 0] = 42.0
-    with pytest.raises(store.ReferenceError, match="does not match its manifest.*generate eof-straight"):
+    with pytest.raises(store.ReferenceFileError, match="does not match its manifest.*generate eof-straight"):
         store.open_reference(path)
 
 
@@ -187,7 +187,7 @@ def test_wrong_schema_version(tmp_path, eof_case):
     path, _, _ = _write(tmp_path, eof_case)
     with h5py.File(path, "r+") as f:
         f.attrs["schema_version"] = 99
-    with pytest.raises(store.ReferenceError, match="schema version 99"):
+    with pytest.raises(store.ReferenceFileError, match="schema version 99"):
         store.open_reference(path, verify=False)
 
 
@@ -200,15 +200,15 @@ def test_a_renamed_dataset_is_named(tmp_path, eof_case):
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     manifest[path.name]["sha256"] = store.sha256(path)
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(store.ReferenceError, match=r"lacks the dataset\(s\) \['phi'\] of its case "
+    with pytest.raises(store.ReferenceFileError, match=r"lacks the dataset\(s\) \['phi'\] of its case "
                                                    "eof-straight; regenerate it with"):
         store.open_reference(path)
 
 
 def test_unlisted_and_unverifiable(tmp_path, eof_case):
     path, _, _ = _write(tmp_path, eof_case, manifest=False)
-    with pytest.raises(store.ReferenceError, match="no manifest.json"):
+    with pytest.raises(store.ReferenceFileError, match="no manifest.json"):
         store.open_reference(path)
     (tmp_path / "manifest.json").write_text("{}")
-    with pytest.raises(store.ReferenceError, match="not listed"):
+    with pytest.raises(store.ReferenceFileError, match="not listed"):
         store.open_reference(path)

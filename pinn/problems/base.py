@@ -301,14 +301,14 @@ class Problem:
         return self._reference
 
     def _stored_reference(self) -> dict[str, np.ndarray]:
-        # store.open_reference raises store.ReferenceError naming the file and the
+        # store.open_reference raises store.ReferenceFileError naming the file and the
         # command that regenerates it.
         path = store.reference_path(self.case, self.reference_root)
         dataset = store.open_reference(path)
         grid = self.grid
         for axis in ("x", "y")[: self.case.dim]:
             if not np.allclose(dataset[axis].values, grid[axis], rtol=0, atol=1e-12):
-                raise store.ReferenceError(
+                raise store.ReferenceFileError(
                     f"{path} is stored on another {axis}-grid than evaluation_grid gives; "
                     f"regenerate it with `python -m reference generate {self.case.name} "
                     f"--{self.case.coupling} {self.case.coupling_value:g}`"
