@@ -3,6 +3,7 @@
 PY := .venv/bin/python
 NP ?= 2
 PROFILE ?= smoke
+DEVICE ?= cpu
 BENCH_JSON ?= bench.json
 
 # MPI as root (containers, CI), the MPI build of h5py, one BLAS thread per MPI rank.
@@ -19,7 +20,7 @@ test: setup
 	$(PY) -m pytest tests/
 
 bench: setup
-	$(PY) -m pytest suite/ --profile $(PROFILE) --benchmark-json $(BENCH_JSON)
+	$(PY) -m pytest suite/ --profile $(PROFILE) --device $(DEVICE) --benchmark-json $(BENCH_JSON)
 
 references: setup
 	mpirun -n $(NP) $(PY) -m reference generate --all

@@ -333,7 +333,7 @@ def analyze(jac: StackedJacobian, rtol: float = DEFAULT_RTOL, spectra: bool = Fa
     rtol = _validate_rtol(rtol)
     J = jac.matrix.to(torch.float64)
     n_rows = J.shape[0]
-    bases, blocks, influence = [], [], torch.zeros(n_rows, dtype=torch.int64)
+    bases, blocks, influence = [], [], torch.zeros(n_rows, dtype=torch.int64, device=J.device)
     for s in range(len(jac.blocks)):
         Js = jac.block(s).to(torch.float64)
         top = float(torch.linalg.svdvals(Js)[0]) if Js.numel() else 0.0
@@ -353,7 +353,7 @@ def analyze(jac: StackedJacobian, rtol: float = DEFAULT_RTOL, spectra: bool = Fa
     def eigenvalues(sigma):
         values = np.zeros(n_rows)
         count = min(n_rows, sigma.numel())
-        values[:count] = sigma[:count].numpy() ** 2
+        values[:count] = sigma[:count].cpu().numpy() ** 2
         return values
 
     return NTKReport(
@@ -394,11 +394,12 @@ def load_state(model, state):
 def ntk_at(case, model=None, *, state=None, width: int | None = None, depth: int | None = None,
            split: str = "per-field", n_points: int | None = None, seed: int = 0,
            weights: Mapping[str, float] | None = None, rtol: float = DEFAULT_RTOL,
-           spectra: bool = False) -> NTKReport:
+           spectra: bool = False, device="cpu") -> NTKReport:
     """The NTK report of ``model`` (built with ``build_model(case, width, depth, split)``
     after ``torch.manual_seed(seed)`` when None) on ``case``'s problem with ``n_points``
-    interior points, in float64. ``state`` (state_dict, checkpoint dict or path) loads
-    trained weights, e.g. a training checkpoint; the model given is not modified."""
+    interior points, in float64, computed on ``device`` (the weights are built on the CPU
+    and copied there). ``state`` (state_dict, checkpoint dict or path) loads trained
+    weights, e.g. a training checkpoint; the model given is not modified."""
     from .networks import build_model
     from .problems import get_problem
 
@@ -406,7 +407,8 @@ def ntk_at(case, model=None, *, state=None, width: int | None = None, depth: int
         torch.manual_seed(seed)
         model = build_model(case, width=width, depth=depth, split=split)
     model = load_state(model, state) if state is not None else copy.deepcopy(model).to(torch.float64)
-    problem = get_problem(case, n_points=n_points, dtype=torch.float64, seed=seed)
+    model = model.to(device)
+    problem = get_problem(case, n_points=n_points, dtype=torch.float64, device=device, seed=seed)
     return analyze(jacobian(problem, model, weights), rtol=rtol, spectra=spectra)
 
 
