@@ -52,15 +52,16 @@ def format_summary(summary: dict, deferred: dict | None = None,
     system's weakest-coupling error of its best method (against ``converged_l2``, the bound
     a verdict needs); ``deferred`` (system -> reason) lists the systems the profile leaves out."""
     lines = [f"{'system':<14} {'method':<10} {'L2 weak':>9} {'L2 strong':>9} "
-             f"{'final ratio':>11} {'paper':<15} {'tail ratio [95% interval]':<30} verdict"]
+             f"{'final ratio':>11}  {'paper protocol':<24} {'tail ratio [95% interval]':<27} "
+             "tail verdict"]
     for case, methods in summary.items():
         for method, row in methods.items():
             weak, strong = (row["l2_final"][f"{c:g}"] for c in
                             (row["couplings"][0], row["couplings"][-1]))
             claim = f"{row['claim']}: {row['paper_verdict']}" if "claim" in row else ""
             lines.append(f"{case:<14} {method:<10} {fmt(weak):>9} {fmt(strong):>9} "
-                         f"{fmt(row['degradation'], '.2f') + 'x':>11} {claim:<15} "
-                         f"{ratio_text(row['tail_interval']):<30} {verdict_text(row)}")
+                         f"{fmt(row['degradation'], '.2f') + 'x':>11}  {claim:<24} "
+                         f"{ratio_text(row['tail_interval']):<27} {verdict_text(row)}")
     weakest = []
     for case, methods in summary.items():
         claimed = {m: row for m, row in methods.items() if claim_of(m)}
@@ -76,6 +77,10 @@ def format_summary(summary: dict, deferred: dict | None = None,
         lines.append(f"unconverged at the weakest coupling (no verdict): {', '.join(unconverged)}")
     for case, reason in (deferred or {}).items():
         lines.append(f"not in this profile: {case}: {reason}")
+    seeds = {row["seeds"] for methods in summary.values() for row in methods.values()}
+    if seeds == {1}:
+        lines.append("tail verdict: a 95 % interval over seeds (pinn/claims.py); with one seed "
+                     "it is unbounded, so every claim is undecided")
     return "\n".join(lines)
 
 
