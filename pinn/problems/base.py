@@ -219,9 +219,10 @@ class Problem:
     def boundary_residuals(self, model) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def exact_reference(self, points: np.ndarray) -> dict[str, np.ndarray]:
-        """Reference fields at ``points`` (M, dim), or None when only a stored file has them."""
-        raise NotImplementedError
+    def exact_reference(self, points: np.ndarray) -> dict[str, np.ndarray] | None:
+        """Reference fields at ``points`` (M, dim); None (the default) when only a stored
+        finite-element file has them."""
+        return None
 
     def tensor(self, values) -> torch.Tensor:
         """``values`` as a tensor of the problem's dtype on its device."""

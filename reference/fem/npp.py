@@ -7,7 +7,7 @@ r"""The 1D Nernst-Planck-Poisson double layer by finite elements (a cross-check 
 
 Weak form (P2 for all three fields, tests s+, s-, q)::
 
-    (c+' + c+ phi', s+') + (c-' - c- phi', s-') + (eps^2 phi', q) - (c+ - c-, q) = 0
+    (c+' + c+ phi', s+') + (c-' - c- phi', s-') + (eps^2 phi', q') - (c+ - c-, q) = 0
 
 solved by Newton + MUMPS from the Debye-Hueckel guess phi = zeta exp(-sqrt(2) x / eps),
 c+- = exp(-+phi). The layer sits at x = 0, so the mesh is graded towards it:
