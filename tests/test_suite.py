@@ -78,7 +78,8 @@ def test_json_schema(tiny_json):
     by_eps = {r["coupling_value"]: r["L2_avg"] for r in runs
               if r["case"] == "npp" and r["method"] == "soap+gn"}
     assert row["degradation"] == pytest.approx(by_eps[0.2] / by_eps[0.5])  # one seed
-    assert row["paper_verdict"] == ("reproduced" if row["degradation"] <= 1.1 else "not reproduced")
+    # (the verdict rules are tested on hand-made cases in test_claims.py)
+    assert row["paper_verdict"] in ("reproduced", "not reproduced")
     assert row["verdict"] == "undecided"     # one seed: its interval is unbounded
     assert row["tail_interval"]["n"] == 1
 
