@@ -64,7 +64,7 @@ class TrainConfig:
     case, case_params     the benchmark case (:func:`reference.cases.get_case`) and its
                           parameters, e.g. ``{"gamma": 10}``
     optimizer             "adam" (PyTorch defaults) or "soap" (:class:`pinn.soap.SOAP`)
-    lr                    learning rate
+    lr                    learning rate; None = the case's published one (:mod:`pinn.recipe`)
     betas                 (beta1, beta2); None = the optimizer's recipe default
                           (Adam (0.9, 0.999), SOAP (0.99, 0.999))
     eps, weight_decay     optimizer epsilon and decoupled (SOAP) / L2 (Adam) weight decay
@@ -73,7 +73,7 @@ class TrainConfig:
                           "warmup-exp" (linear warmup over warmup_steps, then x decay_rate
                           every decay_every steps)
     balancing, balance_every   loss balancing (:mod:`pinn.balancing`) and its period
-    steps                 optimizer steps
+    steps                 optimizer steps; None = the case's published number
     eval_every            evaluate (relative L2 on the evaluation grid, unweighted loss,
                           divergence check, history row) every this many steps and at the end
     width, depth, split   networks (:func:`pinn.networks.build_model`); None = recipe
@@ -92,7 +92,7 @@ class TrainConfig:
     case: str = "thermo"
     case_params: dict = field(default_factory=dict)
     optimizer: str = "soap"
-    lr: float = 1e-3
+    lr: float | None = None
     betas: tuple | None = None
     eps: float = 1e-8
     weight_decay: float = 0.0
@@ -104,7 +104,7 @@ class TrainConfig:
     decay_every: int = 2000
     balancing: str = "gn"
     balance_every: int = 1000
-    steps: int = 60000
+    steps: int | None = None
     eval_every: int = 100
     width: int | None = None
     depth: int | None = None
@@ -119,6 +119,13 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
+        if self.steps is None or self.lr is None:   # the case's published values
+            from .recipe import recipe
+
+            published = recipe(self.case) if isinstance(self.case, str) else None
+            if published is not None:
+                self.steps = published.steps if self.steps is None else self.steps
+                self.lr = published.lr if self.lr is None else self.lr
         self.validate()
 
     def validate(self) -> "TrainConfig":
@@ -229,7 +236,8 @@ def add_arguments(parser) -> None:
     add("--param", type=_param, action="append", default=s, metavar="NAME=VALUE",
         help="another case parameter, e.g. --param zeta=2 (repeatable)")
     add("--optimizer", choices=OPTIMIZERS, default=s, help="default soap")
-    add("--lr", type=float, default=s, help="learning rate (default 1e-3)")
+    add("--lr", type=float, default=s,
+        help="learning rate (default: the case's published one, pinn/recipe.py)")
     add("--betas", type=float, nargs=2, default=s, metavar=("BETA1", "BETA2"))
     add("--optimizer-eps", dest="eps", type=float, default=s,
         help="optimizer epsilon (default 1e-8)")
@@ -244,7 +252,8 @@ def add_arguments(parser) -> None:
     add("--decay-every", type=int, default=s, help="warmup-exp: decay period (default 2000)")
     add("--balancing", choices=BALANCING, default=s, help="loss balancing (default gn)")
     add("--balance-every", type=int, default=s, help="balancing period in steps (default 1000)")
-    add("--steps", type=int, default=s, help="optimizer steps (default 60000)")
+    add("--steps", type=int, default=s,
+        help="optimizer steps (default: the case's published number, pinn/recipe.py)")
     add("--eval-every", type=int, default=s, help="evaluation period (default 100)")
     add("--width", type=int, default=s, help="hidden width (default: recipe)")
     add("--depth", type=int, default=s, help="hidden layers (default: recipe)")
@@ -266,8 +275,9 @@ def from_args(args, base: TrainConfig | None = None) -> TrainConfig:
     the defaults). Raises ``ValueError`` for bad values."""
     from reference.cases import CASES, get_case
 
-    data = (base or TrainConfig()).to_dict()
     given = vars(args)
+    # a new run starts from the defaults of its case (its published steps and rate)
+    data = (base or TrainConfig(case=given.get("case", TrainConfig.case))).to_dict()
     if "ambiguous_eps" in given:
         raise ValueError("--eps is ambiguous: the Debye ratio of npp / eof-straight is "
                          "--coupling (or --param eps=VALUE), the optimizer epsilon is "

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .config import SPLITS
+from .recipe import recipe
 
 __all__ = ["MLP", "FieldNetworks", "build_model", "SPLITS", "default_size"]
 
@@ -169,8 +170,9 @@ class FieldNetworks(nn.Module):
 
 
 def default_size(case) -> tuple[int, int]:
-    """(width, depth) of the published recipe: 1D 64 x 4, 2D 128 x 5."""
-    return (64, 4) if case.dim == 1 else (128, 5)
+    """(width, depth) of the published recipe (:mod:`pinn.recipe`): 1D 64 x 4, 2D 128 x 5."""
+    published = recipe(case)
+    return published.width, published.depth
 
 
 def _groups(case, split: str) -> tuple[tuple[str, ...], ...]:

@@ -32,6 +32,7 @@ from reference.cases import CASES
 
 from .claims import CONVERGED_L2, finite, judge, overall, summarise, system_verdicts
 from .ntk import fit_slope
+from .recipe import recipe
 from .report import plot_degradation, fmt, load_json, ratio_text, verdict_text
 from .statistics import log_interval, seeds_to_decide, tail
 
@@ -383,8 +384,6 @@ def _verdicts(studies, ntk) -> list[str]:
 
 
 def _budget_table(data) -> list[str]:
-    from .problems import PROBLEMS
-
     warmup = any(r["schedule"] == "warmup-exp" for r in data["runs"])
     lines = ["| system | steps | lr | networks | points | eval every | GN every "
              + ("| warmup-exp (warmup, x0.9 every) |" if warmup else "|"),
@@ -392,7 +391,7 @@ def _budget_table(data) -> list[str]:
     for system in [s for s in CASES if s in data["budget"]]:
         b = data["budget"][system]
         lines.append(f"| {system} | {b['steps']} | {b['lr']:g} | {b['depth']} x {b['width']} | "
-                     f"{b['n_points'] or PROBLEMS[system].n_interior} | "
+                     f"{b['n_points'] or recipe(system).n_points} | "
                      f"{b.get('eval_every') or '-'} | {b['balance_every']} |"
                      + (f" {b['warmup_steps']}, {b['decay_every']} |" if warmup else ""))
     return lines + [""]

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pinn.claims import CLAIM_RATIO, CONVERGED_L2
+from pinn.recipe import recipe
 from reference.cases import CASES
 
 METHODS = (("adam", "none"), ("adam", "gn"), ("soap", "none"), ("soap", "gn"))
@@ -119,8 +120,12 @@ SMOKE = Profile(
     deferred={"eof-patch": EOF_PATCH_DEFERRED},
 )
 
-_PAPER_1D = Budget(steps=60_000, lr=1e-3, width=64, depth=4, eval_every=500)
-_PAPER_2D = Budget(steps=50_000, lr=3e-4, width=128, depth=5, eval_every=1000)
+def _published(case: str, eval_every: int) -> Budget:
+    """The published recipe of ``case`` (pinn/recipe.py), evaluated every ``eval_every``."""
+    r = recipe(case)
+    return Budget(steps=r.steps, lr=r.lr, width=r.width, depth=r.depth, n_points=r.n_points,
+                  eval_every=eval_every)
+
 
 PAPER = Profile(
     name="paper",
@@ -133,14 +138,8 @@ PAPER = Profile(
         "eof-straight": (0.5, 0.2, 0.1),
         "eof-patch": CASES["eof-patch"].sweep_values,
     },
-    budgets={
-        "thermo": _PAPER_1D,
-        "rd-symmetric": _PAPER_1D,
-        "rd-asymmetric": _PAPER_1D,
-        "npp": Budget(steps=30_000, lr=3e-4, width=64, depth=4, eval_every=500),
-        "eof-straight": _PAPER_2D,
-        "eof-patch": _PAPER_2D,
-    },
+    budgets={case: _published(case, eval_every=1000 if CASES[case].dim == 2 else 500)
+             for case in CASES},
 )
 
 _LONG_2D = Budget(steps=10_000, lr=1e-3, width=48, depth=4, n_points=1000, balance_every=500,

@@ -385,8 +385,9 @@ def test_short_runs_reduce_the_error(case, params, steps, width, n_points, bound
     """SOAP + GN on the nonlinear systems: a short run cuts the error by a clear factor
     (the bounds leave a margin of ~6x (npp) and 2x (eof) over what was measured)."""
     config = TrainConfig(case=case, case_params=params, optimizer="soap", balancing="gn",
-                         balance_every=100, steps=steps, eval_every=steps // 4, width=width,
-                         depth=3, n_points=n_points, seed=0, device="cpu", progress=False)
+                         lr=1e-3, balance_every=100, steps=steps, eval_every=steps // 4,
+                         width=width, depth=3, n_points=n_points, seed=0, device="cpu",
+                         progress=False)
     result = train(config)
     initial = result.history[0]["l2_avg"]
     assert initial > 0.9                                # an untrained network is far off

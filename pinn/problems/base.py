@@ -29,6 +29,8 @@ import torch
 
 from reference import store
 
+from ..recipe import recipe
+
 __all__ = ["Field", "Problem", "IntervalProblem", "field_derivatives", "autograd_derivatives",
            "uniform_interval", "stack_problems"]
 
@@ -171,7 +173,6 @@ class Problem:
 
     cases: ClassVar[tuple[str, ...]] = ()
     orders: ClassVar[dict[str, int]] = {}
-    n_interior: ClassVar[int] = 0
 
     def __init__(self, case, *, n_points: int | None = None, dtype: torch.dtype = torch.float32,
                  device="cpu", seed: int = 0, reference_root=None,
@@ -182,7 +183,7 @@ class Problem:
                 f"got {getattr(case, 'name', case)!r}"
             )
         if n_points is None:
-            n_points = self.n_interior
+            n_points = recipe(case).n_points
         if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 2:
             raise ValueError(f"n_points must be an integer >= 2, got {n_points!r}")
         if dtype not in (torch.float32, torch.float64):

@@ -37,6 +37,7 @@ import torch
 
 from reference import exact
 
+from ..recipe import recipe
 from .base import Problem, field_derivatives
 
 __all__ = ["ElectroosmoticProblem"]
@@ -50,8 +51,7 @@ class ElectroosmoticProblem(Problem):
 
     cases = ("eof-straight", "eof-patch")
     orders = {"phi": 2, "c_plus": 2, "c_minus": 2, "u": 2, "v": 2, "p": 1}
-    n_interior = 3000
-    n_edge = 200
+    n_edge = 200   # edge points of the recipe's interior points (pinn.recipe)
 
     @property
     def band(self) -> float:
@@ -59,7 +59,7 @@ class ElectroosmoticProblem(Problem):
         return min(5.0 * self.case.eps, 0.3)
 
     def edge_count(self, n: int) -> int:
-        return max(8, round(self.n_edge * n / self.n_interior))
+        return max(8, round(self.n_edge * n / recipe(self.case).n_points))
 
     def sample(self, n, generator):
         (x0, x1), (y0, y1) = self.case.domain

@@ -39,7 +39,6 @@ class NPPProblem(IntervalProblem):
 
     cases = ("npp",)
     orders = {"c_plus": 2, "c_minus": 2, "phi": 2}
-    n_interior = 300
 
     @property
     def layer_width(self) -> float:

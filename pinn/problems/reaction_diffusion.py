@@ -40,7 +40,6 @@ class ReactionDiffusionProblem(IntervalProblem):
 
     cases = ("rd-symmetric", "rd-asymmetric")
     orders = {"c_A": 2, "c_B": 2, "c_C": 2}
-    n_interior = 200
 
     def operator(self, c, c_xx):
         """The left-hand sides, from the fields ``c`` and their second derivatives ``c_xx``

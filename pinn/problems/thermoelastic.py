@@ -28,7 +28,6 @@ class ThermoelasticProblem(IntervalProblem):
 
     cases = ("thermo",)
     orders = {"T": 2, "u": 2}
-    n_interior = 200
 
     def setup(self) -> None:
         super().setup()
