@@ -10,7 +10,8 @@ files). The files' machines and profiles head the output.
 
 Two files scored against different references (another sha256 for the same case and
 coupling) or run under different suite profiles measure different things: that is refused
-unless ``allow_mismatch`` (``--allow-mismatch``).
+unless ``allow_mismatch`` (``--allow-mismatch``); so are study files whose budgets differ
+for a system both hold.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ def load_records(path) -> tuple[dict, list[dict]]:
                     "L2_avg": r["l2_final"].get("avg"), "l2_tail": r.get("l2_tail"),
                     "steps_per_second": r.get("steps_per_second"), "reference_sha256": None}
                    for r in data["runs"]]
-        meta = {"name": name, "profile": f"study {Path(path).stem}", "machine": data["machine"],
-                "converged_l2": CONVERGED_L2}
+        meta = {"name": name, "profile": "study", "machine": data["machine"],
+                "budget": data["budget"], "converged_l2": CONVERGED_L2}
     else:
         raise ValueError(f"{path} is neither a suite JSON nor a study JSON")
     if not records:
@@ -62,6 +63,15 @@ def _check(files: list[tuple[dict, list[dict]]]) -> None:
     if len(profiles) > 1:
         raise ValueError(f"the files come from different profiles {sorted(profiles)}: their "
                          "budgets differ (compare them anyway with --allow-mismatch)")
+    budgets = [(meta["name"], meta["budget"]) for meta, _ in files if "budget" in meta]
+    for name, budget in budgets[1:]:
+        first_name, first = budgets[0]
+        differ = sorted(case for case in set(budget) & set(first)
+                        if any(budget[case][key] != first[case][key]
+                               for key in set(budget[case]) & set(first[case])))
+        if differ:
+            raise ValueError(f"{name} and {first_name} train {differ} on different budgets "
+                             "(compare them anyway with --allow-mismatch)")
     seen: dict = {}
     for meta, records in files:
         for r in records:

@@ -35,7 +35,7 @@ def test_two_files_side_by_side(tmp_path):
 
 
 def test_a_study_json_compares_with_a_suite_json(tmp_path):
-    study = {"study": "s", "machine": "m", "budget": {"thermo": {}}, "runs": [
+    study = {"study": "s", "machine": "m", "budget": {"thermo": {"steps": 2000}}, "runs": [
         {"system": "thermo", "method": "soap+gn", "schedule": "constant", "seed": 0,
          "value": gamma, "l2_final": {"avg": value}, "l2_tail": None, "steps_per_second": 9.0}
         for gamma, value in ((1.0, 1e-3), (50.0, 3e-3))]}
@@ -45,6 +45,12 @@ def test_a_study_json_compares_with_a_suite_json(tmp_path):
     assert "| soap+gn | 1 | 1.00e-04 | 50.0 | 1.00e-03 | 9.0 |" in text
     with pytest.raises(ValueError, match="different profiles"):
         compare([a, tmp_path / "study.json"])
+    # two studies of one budget compare; of another budget only when told
+    (tmp_path / "again.json").write_text(json.dumps(study))
+    assert "## thermo (constant)" in compare([tmp_path / "study.json", tmp_path / "again.json"])
+    (tmp_path / "longer.json").write_text(json.dumps({**study, "budget": {"thermo": {"steps": 9}}}))
+    with pytest.raises(ValueError, match=r"train \['thermo'\] on different budgets"):
+        compare([tmp_path / "study.json", tmp_path / "longer.json"])
 
 
 def test_other_references_or_profiles_are_refused_unless_allowed(tmp_path, capsys):
