@@ -563,9 +563,9 @@ def _comparison(studies) -> list[str]:
     rows = sorted({(system, method) for table in tables.values() for system, methods in
                    table.items() for method, row in methods.items() if "claim" in row},
                   key=lambda k: (list(CASES).index(k[0]), k[1]))
-    lines = ["## How the verdicts change with the budget", "",
+    lines = ["## How the verdicts change from one budget (or rerun) to the next", "",
              "Claim 3 per system and method, constant rate: paper's protocol / tail verdict "
-             "(\"-\": not in that budget).", "",
+             "(\"-\": not in that JSON).", "",
              "| system | method | " + " | ".join(f"`{_stem(n)}`" for n, _ in studies) + " |",
              "|---|---|" + "---|" * len(studies)]
     for system, method in rows:

@@ -11,6 +11,7 @@ The profile may also come from the environment variable PINN_BENCH_PROFILE.
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -61,6 +62,7 @@ def pytest_configure(config):
     except ValueError as err:
         raise pytest.UsageError(str(err)) from None
     config.stash[_RESULTS] = []
+    config.pluginmanager.register(StudyProgress(config, profile), "pinn-study-progress")
 
 
 def pytest_report_header(config):
@@ -79,6 +81,51 @@ def pytest_generate_tests(metafunc):
     specs = [spec for spec in profile.batches() if not only or spec[0] in only]
     ids = [f"{case}-{optimizer}+{balancing}" for case, optimizer, balancing, _ in specs]
     metafunc.parametrize("batch_spec", specs, ids=ids)
+
+
+# --- progress over the whole study -------------------------------------------------------
+class StudyProgress:
+    """After each benchmark one line: batches and work done, time so far, and an estimate of
+    the time to go. Work is counted as runs x steps x points x networks x width^2 x depth
+    (the matmul volume of a step), and the estimate extrapolates the seconds per unit of
+    work seen so far: rough across systems of different cost, better as the study goes on."""
+
+    def __init__(self, config, profile):
+        self.config, self.profile = config, profile
+        self.work, self.done, self.batches, self.start = {}, 0.0, 0, None
+
+    def _work(self, spec) -> float:
+        from pinn.recipe import recipe
+
+        case, _, _, runs = spec
+        budget = self.profile.budgets[case]
+        points = budget.n_points or recipe(case).n_points
+        return (len(runs) * budget.steps * points * len(CASES[case].fields)
+                * budget.width ** 2 * budget.depth)
+
+    def pytest_collection_modifyitems(self, items):
+        self.work = {item.nodeid: self._work(item.callspec.params["batch_spec"])
+                     for item in items
+                     if hasattr(item, "callspec") and "batch_spec" in item.callspec.params}
+
+    def pytest_runtest_setup(self, item):
+        if self.start is None and item.nodeid in self.work:
+            self.start = time.perf_counter()
+
+    def pytest_runtest_logreport(self, report):
+        if report.when != "call" or report.nodeid not in self.work or self.start is None:
+            return
+        self.done += self.work[report.nodeid]
+        self.batches += 1
+        total = sum(self.work.values())
+        elapsed = time.perf_counter() - self.start
+        left = elapsed / self.done * (total - self.done)
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and self.batches < len(self.work):
+            reporter.write_line(
+                f"\nstudy: {self.batches} of {len(self.work)} batches, "
+                f"{100 * self.done / total:.0f} % of the work, {elapsed / 60:.1f} min so far, "
+                f"about {left / 60:.1f} min to go")
 
 
 @pytest.fixture(scope="session")

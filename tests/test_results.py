@@ -139,7 +139,7 @@ def test_collect_takes_the_tail_and_trajectory_from_the_history(tmp_path):
         collect(tmp_path / "missing", "x")
 
 
-@pytest.mark.parametrize("name", ["study-cpu", "paper-1d", "eof-claim"])
+@pytest.mark.parametrize("name", ["study-cpu", "study-cpu-compiled", "paper-1d", "eof-claim"])
 def test_committed_jsons_are_studies(name):
     path = ROOT / "data" / "results" / f"{name}.json"
     data = json.loads(path.read_text())
@@ -149,5 +149,5 @@ def test_committed_jsons_are_studies(name):
 def test_committed_page_regenerates_identically():
     names = PAGE.read_text().split("python -m pinn results render ", 1)[1].split(" --out")[0]
     studies = [(name, json.loads((ROOT / name).read_text())) for name in names.split()]
-    assert len(studies) == 3
+    assert len(studies) >= 3
     assert PAGE.read_text() == render(studies)

@@ -34,6 +34,7 @@ def tiny_json(tmp_path_factory):
     run = _pytest_suite("--profile", "tiny", "--benchmark-json", str(out))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "coupling robustness (tiny profile)" in run.stdout
+    assert "study: 7 of 8 batches" in run.stdout and "min to go" in run.stdout  # progress
     return out
 
 
