@@ -435,6 +435,11 @@ def _range(row) -> str:
 def _degradation_tables(deg, stem) -> list[str]:
     lines = []
     for schedule, table in deg.items():
+        table = {system: {m: row for m, row in methods.items() if len(row["couplings"]) > 1}
+                 for system, methods in table.items()}
+        table = {system: methods for system, methods in table.items() if methods}
+        if not table:
+            continue        # one coupling per system: no degradation to speak of
         lines += [f"Degradation, schedule `{schedule}`:", "",
                   "| system | method | couplings (weak -> strong) | median final L2 per coupling "
                   "| final-epoch degradation, median [min, max] | paper's protocol "
@@ -627,5 +632,7 @@ def write_page(json_paths, out="docs/results.md", figures=True) -> Path:
         img_dir.mkdir(parents=True, exist_ok=True)
         for name, data in studies:
             for schedule, table in degradation(data["runs"]).items():
-                plot_degradation(table, img_dir / f"{_stem(name)}-degradation-{schedule}.png")
+                if any(len(row["couplings"]) > 1 for methods in table.values()
+                       for row in methods.values()):
+                    plot_degradation(table, img_dir / f"{_stem(name)}-degradation-{schedule}.png")
     return out
