@@ -67,7 +67,7 @@ def train_command(subparsers) -> None:
 
 
 def ntk_command(subparsers) -> None:
-    from .ntk import add_ntk_parser
+    from .ntk_command import add_ntk_parser
 
     add_ntk_parser(subparsers)
 

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from pinn.config import TrainConfig
-from pinn.ntk import checkpoint_report, write_csv
+from pinn.ntk import checkpoint_report
+from pinn.ntk_command import write_csv
 from pinn.trainer import CHECKPOINT, train
 
 # system -> (coupling parameter value, lr, training points)
