@@ -377,9 +377,12 @@ def _verdicts(studies, ntk) -> list[str]:
                          f"{cells[0]} | {cells[1]} |")
         c4 = claim4(data["runs"])
         if c4:
+            cells = [f"**{c4[key]}** (" + ", ".join(f"{_label(method)} {half[key]}"
+                                                     for method, half in c4["halves"].items())
+                     + ")" for key in ("paper_verdict", "verdict")]
             lines.append(f"| `{_stem(name)}` | 4: EOF eps 0.2, SOAP+GN <= "
                          f"{2 * PAPER_EOF_L2:g}, Adam+GN > {PAPER_EOF_ADAM:g} | "
-                         f"**{c4['paper_verdict']}** | **{c4['verdict']}** |")
+                         f"{cells[0]} | {cells[1]} |")
     return lines + [""]
 
 
@@ -414,6 +417,13 @@ def _study_section(name, data) -> list[str]:
     lines += _l2_tables(runs, systems)
     lines += _eof_section(data)
     return lines
+
+
+def _label(method: str) -> str:
+    """"soap+gn" -> "SOAP+GN", "adam+none" -> "Adam+none"."""
+    optimizer, _, balancing = method.partition("+")
+    return f"{'SOAP' if optimizer == 'soap' else optimizer.capitalize()}+" + (
+        balancing.upper() if balancing in ("gn", "lra") else balancing)
 
 
 def _stem(name) -> str:
@@ -474,14 +484,16 @@ def _claim4_section(c4) -> list[str]:
         lines.append(f"| {method} | | all | mean {fmt(half['final_mean'])}: "
                      f"{half['paper_verdict']} | | | {ratio_text(interval, unit='')}: "
                      f"{verdict_text(half)} |")
-    lines += ["", "L2_avg every evaluation (step: one value per seed):", ""]
-    for method, half in c4["halves"].items():
-        sel = sorted(half["runs"], key=lambda r: r["seed"])
-        steps = sorted({s for r in sel for s, _ in r.get("trajectory", [])})
-        by_run = [dict(map(tuple, r.get("trajectory", []))) for r in sel]
-        cells = [f"{s}: " + " ".join(fmt(t.get(s), ".1e") for t in by_run) for s in steps]
-        if cells:
-            lines += [f"- {method}: " + "; ".join(cells)]
+    runs = [(method, r) for method, half in c4["halves"].items()
+            for r in sorted(half["runs"], key=lambda r: r["seed"]) if r.get("trajectory")]
+    if runs:
+        steps = sorted({step for _, r in runs for step, _ in r["trajectory"]})
+        values = [dict(map(tuple, r["trajectory"])) for _, r in runs]
+        lines += ["", "L2_avg at every evaluation:", "",
+                  "| step | " + " | ".join(f"{m} s{r['seed']}" for m, r in runs) + " |",
+                  "|---|" + "---|" * len(runs)]
+        lines += [f"| {step} | " + " | ".join(fmt(v.get(step), ".1e") for v in values) + " |"
+                  for step in steps]
     return lines + [""]
 
 
