@@ -21,7 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser(
         "generate", help="solve, verify and store reference files",
-        description="Parameters are given as --NAME VALUE, e.g. --eps 0.1 or --Pe 10.")
+        description="Parameters are given as --NAME VALUE, e.g. --eps 0.1 or --Pe 10; "
+                    "--coupling VALUE sets the case's coupling parameter (as in "
+                    "`python -m pinn train`).")
     gen.add_argument("case", nargs="?", help=f"one of {list(FE_CASES)}")
     gen.add_argument("--all", action="store_true",
                      help="every case of every sweep with a finite-element reference")
@@ -42,6 +44,8 @@ def _parse_params(parser, case_name: str, extra: list[str]) -> dict:
             parser.error(f"expected --NAME VALUE pairs, got {key!r}; parameters of "
                          f"{case_name!r}: {valid}")
         name, value = key[2:], items.pop(0)
+        if name == "coupling":    # the spelling of `pinn train`: the case's coupling parameter
+            name = CASES[case_name].coupling
         if name not in valid:
             parser.error(f"unknown parameter --{name} for case {case_name!r}; valid: {valid}")
         try:

@@ -32,7 +32,8 @@ def test_an_unwritable_output_fails_before_the_solve(tmp_path, capsys):
 
 
 def test_generate_writes_a_verified_npp_reference(tmp_path, capsys):
-    assert main(["generate", "npp", "--eps", "0.2", "--out", str(tmp_path), "--quiet"]) == 0
+    # --coupling is npp's eps, as in `pinn train --case npp --coupling 0.2`
+    assert main(["generate", "npp", "--coupling", "0.2", "--out", str(tmp_path), "--quiet"]) == 0
     path = tmp_path / "npp-eps0.2.h5"
     assert str(path) in capsys.readouterr().out
     ds = store.open_reference(path)
