@@ -38,8 +38,8 @@ from reference.cases import CASES
 
 from .statistics import log_interval, seeds_to_decide
 
-__all__ = ["summarise", "system_verdicts", "claim_of", "judge", "overall", "finite", "CLAIM_RATIO",
-           "ADAM_RATIO", "CONVERGED_L2"]
+__all__ = ["summarise", "system_verdicts", "claim_of", "judge", "conjunction", "overall",
+           "finite", "CLAIM_RATIO", "ADAM_RATIO", "CONVERGED_L2"]
 
 CLAIM_RATIO = 1.1     # SOAP+GN degrades at most this much
 ADAM_RATIO = 100.0    # Adam+GN degrades more than this
@@ -67,6 +67,17 @@ def judge(interval: dict | None, side: str, threshold: float) -> str:
 def _point(value: float) -> dict:
     """A point estimate as an interval of zero width (the paper's protocol)."""
     return {"low": value, "high": value}
+
+
+def conjunction(halves: list[str]) -> str:
+    """The verdict of a claim whose parts must all hold (SOAP+GN's half and Adam+GN's):
+    "unconverged" if a part is, "reproduced" when every part is, "not reproduced" when a
+    part is not, else "undecided"."""
+    if "unconverged" in halves:
+        return "unconverged"
+    if all(h == "reproduced" for h in halves):
+        return "reproduced"
+    return "not reproduced" if "not reproduced" in halves else "undecided"
 
 
 def overall(verdicts: list[str]) -> str:
@@ -165,21 +176,11 @@ def summarise(records: list[dict], claim_ratio: float = CLAIM_RATIO,
 
 
 def system_verdicts(summary: dict, key: str = "verdict") -> dict:
-    """{case: verdict} of the whole claim (SOAP+GN's half and Adam+GN's half) per system,
-    from the rows' ``key`` ("verdict" or "paper_verdict"): both halves reproduced ->
-    "reproduced"; either half not reproduced -> "not reproduced"; "unconverged" as the rows;
-    else "undecided"."""
+    """{case: verdict} of the whole claim per system (:func:`conjunction` of SOAP+GN's
+    half and Adam+GN's), from the rows' ``key`` ("verdict" or "paper_verdict")."""
     out = {}
     for case, methods in summary.items():
         halves = [methods[m][key] for m in ("soap+gn", "adam+gn") if key in methods.get(m, {})]
-        if len(halves) < 2:
-            continue
-        if "unconverged" in halves:
-            out[case] = "unconverged"
-        elif all(h == "reproduced" for h in halves):
-            out[case] = "reproduced"
-        elif "not reproduced" in halves:
-            out[case] = "not reproduced"
-        else:
-            out[case] = "undecided"
+        if len(halves) == 2:
+            out[case] = conjunction(halves)
     return out

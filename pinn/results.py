@@ -30,7 +30,8 @@ from pathlib import Path
 
 from reference.cases import CASES
 
-from .claims import CONVERGED_L2, finite, judge, overall, summarise, system_verdicts
+from .claims import (CONVERGED_L2, conjunction, finite, judge, overall, summarise,
+                     system_verdicts)
 from .ntk import fit_slope
 from .recipe import recipe
 from .report import plot_degradation, fmt, load_json, ratio_text, verdict_text
@@ -232,12 +233,8 @@ def claim4(runs: list[dict]) -> dict | None:
             "tail_interval": interval, "verdict": verdict,
             "seeds_needed": seeds_to_decide(interval, threshold) if verdict == "undecided"
             else None}
-    both = {}
-    for key in ("paper_verdict", "verdict"):
-        halves_ = [half[key] for half in out.values()]
-        both[key] = ("reproduced" if all(h == "reproduced" for h in halves_)
-                     else "not reproduced" if "not reproduced" in halves_ else "undecided")
-    return {"halves": out, **both}
+    return {"halves": out, **{key: conjunction([half[key] for half in out.values()])
+                              for key in ("paper_verdict", "verdict")}}
 
 
 def _read_csv(path: Path) -> list[dict]:
