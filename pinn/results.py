@@ -409,7 +409,7 @@ def _study_section(name, data) -> list[str]:
     lines += _degradation_tables(deg, _stem(name))
     c4 = claim4(runs)
     if c4:
-        lines += _claim4_section(c4)
+        lines += _claim4_section(c4, _stem(name))
     lines += _authors_check(data)
     lines += _l2_tables(runs, systems)
     lines += _eof_section(data)
@@ -464,7 +464,37 @@ def _degradation_tables(deg, stem) -> list[str]:
     return lines
 
 
-def _claim4_section(c4) -> list[str]:
+def _trajectories(c4) -> list[tuple[str, dict]]:
+    """(method, run) of claim 4's runs that record their L2 trajectory, by seed."""
+    return [(method, r) for method, half in c4["halves"].items()
+            for r in sorted(half["runs"], key=lambda r: r["seed"]) if r.get("trajectory")]
+
+
+def plot_trajectories(c4, path: Path) -> None:
+    """L2_avg against the step, one line per claim-4 run, and the published 1.3e-3."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.0, 3.2))
+    colors = {}
+    for method, r in _trajectories(c4):
+        first = method not in colors            # one legend entry per method
+        color = colors.setdefault(method, f"C{len(colors)}")
+        steps, values = zip(*r["trajectory"])
+        ax.plot(steps, values, color=color, lw=1, label=f"{method} (seeds)" if first else None)
+    ax.axhline(PAPER_EOF_L2, color="k", ls=":", lw=1, label="published SOAP+GN")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("L2_avg (eof-straight, eps 0.2)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _claim4_section(c4, stem) -> list[str]:
     system, value = EOF_ERROR_CASE
     lines = [f"Claim 4 ({system}, eps = {value:g}, constant rate): paper's protocol "
              f"**{c4['paper_verdict']}**, tail verdict **{c4['verdict']}**.", "",
@@ -481,12 +511,12 @@ def _claim4_section(c4) -> list[str]:
         lines.append(f"| {method} | | all | mean {fmt(half['final_mean'])}: "
                      f"{half['paper_verdict']} | | | {ratio_text(interval, unit='')}: "
                      f"{verdict_text(half)} |")
-    runs = [(method, r) for method, half in c4["halves"].items()
-            for r in sorted(half["runs"], key=lambda r: r["seed"]) if r.get("trajectory")]
+    runs = _trajectories(c4)
     if runs:
         steps = sorted({step for _, r in runs for step, _ in r["trajectory"]})
         values = [dict(map(tuple, r["trajectory"])) for _, r in runs]
-        lines += ["", "L2_avg at every evaluation:", "",
+        lines += ["", f"![L2 trajectories](img/{stem}-eof-trajectory.png)", "",
+                  "L2_avg at every evaluation:", "",
                   "| step | " + " | ".join(f"{m} s{r['seed']}" for m, r in runs) + " |",
                   "|---|" + "---|" * len(runs)]
         lines += [f"| {step} | " + " | ".join(fmt(v.get(step), ".1e") for v in values) + " |"
@@ -659,4 +689,7 @@ def write_page(json_paths, out="docs/results.md", figures=True) -> Path:
                 if any(len(row["couplings"]) > 1 for methods in table.values()
                        for row in methods.values()):
                     plot_degradation(table, img_dir / f"{_stem(name)}-degradation-{schedule}.png")
+            c4 = claim4(data["runs"])
+            if c4 and _trajectories(c4):
+                plot_trajectories(c4, img_dir / f"{_stem(name)}-eof-trajectory.png")
     return out
