@@ -39,7 +39,7 @@ from reference.cases import CASES
 from .statistics import log_interval, seeds_to_decide
 
 __all__ = ["summarise", "system_verdicts", "claim_of", "judge", "conjunction", "overall",
-           "finite", "CLAIM_RATIO", "ADAM_RATIO", "CONVERGED_L2"]
+           "finite", "median", "CLAIM_RATIO", "ADAM_RATIO", "CONVERGED_L2"]
 
 CLAIM_RATIO = 1.1     # SOAP+GN degrades at most this much
 ADAM_RATIO = 100.0    # Adam+GN degrades more than this
@@ -102,7 +102,8 @@ def finite(values) -> list:
     return [v for v in values if v is not None and math.isfinite(v)]
 
 
-def _median(values):
+def median(values):
+    """The median of the finite values; None when there are none."""
     values = finite(values)
     return statistics.median(values) if values else None
 
@@ -140,12 +141,12 @@ def summarise(records: list[dict], claim_ratio: float = CLAIM_RATIO,
             "coupling": CASES[case].coupling,
             "couplings": couplings,
             "seeds": len(by_seed),
-            "l2_final": {f"{c:g}": _median([final(runs[c]) for runs in by_seed.values()
+            "l2_final": {f"{c:g}": median([final(runs[c]) for runs in by_seed.values()
                                              if c in runs]) for c in couplings},
-            "l2_tail": {f"{c:g}": _median([_tail_value(runs[c]) for runs in by_seed.values()
+            "l2_tail": {f"{c:g}": median([_tail_value(runs[c]) for runs in by_seed.values()
                                             if c in runs]) for c in couplings},
             "weak_l2_max": max(weak) if finite(weak) == weak else math.inf,
-            "degradation": _median(ratios),
+            "degradation": median(ratios),
             "degradation_min": min(ratios) if ratios else None,
             "degradation_max": max(ratios) if ratios else None,
             "final_interval": log_interval(ratios),

@@ -16,13 +16,12 @@ for a system both hold.
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 from pathlib import Path
 
 from reference.cases import CASES
 
-from .claims import CONVERGED_L2, finite, summarise
+from .claims import CONVERGED_L2, median, summarise
 from .report import fmt, load_json, ratio_text
 
 __all__ = ["load_records", "compare"]
@@ -87,10 +86,6 @@ def _check(files: list[tuple[dict, list[dict]]]) -> None:
                     "one side's references, or compare anyway with --allow-mismatch")
 
 
-def _median(values):
-    values = finite(values)
-    return statistics.median(values) if values else None
-
 
 def compare(paths, allow_mismatch: bool = False) -> str:
     """The Markdown side-by-side table of the files ``paths`` (module docstring)."""
@@ -118,8 +113,8 @@ def compare(paths, allow_mismatch: bool = False) -> str:
             row = []
             for i in range(len(files)):
                 runs = cells[(method, value)].get(i, [])
-                row += [fmt(_median([r["L2_avg"] for r in runs])),
-                        fmt(_median([r["steps_per_second"] for r in runs]), ".1f")]
+                row += [fmt(median([r["L2_avg"] for r in runs])),
+                        fmt(median([r["steps_per_second"] for r in runs]), ".1f")]
             lines.append(f"| {method} | {value:g} | " + " | ".join(row) + " |")
         summaries = [summarise(records, converged_l2=meta["converged_l2"]).get(case, {})
                      for (meta, _), records in zip(files, selected)]

@@ -7,19 +7,14 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from pathlib import Path
 
 from reference.cases import CASES
 
-from .claims import claim_of, finite, summarise
+from .claims import claim_of, median, summarise
 
 __all__ = ["format_summary", "write_report", "fmt", "load_json"]
 
-
-def _median(values):
-    values = finite(values)
-    return statistics.median(values) if values else None
 
 
 def fmt(value, spec=".2e") -> str:
@@ -139,7 +134,7 @@ def _plot_fields(records: list[dict], path: Path) -> None:
             # the strongest coupling of this case in the records
             strong = CASES[case].weak_to_strong([r["coupling_value"] for r in runs])[-1]
             sel = [r for r in runs if r["method"] == method and r["coupling_value"] == strong]
-            values = [_median([r["l2_final"].get(f) for r in sel]) for f in fields]
+            values = [median([r["l2_final"].get(f) for r in sel]) for f in fields]
             ax.bar([j + i * width for j in range(len(fields))],
                    [math.nan if v is None else v for v in values], width, label=method)
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(fields))], fields, fontsize=7)
