@@ -76,23 +76,44 @@ def _fraction(name, value) -> float:
 
 
 class Balancer:
-    """Per-term loss weights, refreshed from per-term gradients.
+    """Per-term loss weights, refreshed from per-term gradients: the protocol every scheme,
+    built in or your own, follows.
 
-    ``terms``: the names of the loss terms, in the order of the weights.
-    ``weights``: tensor (n_terms,) of the current lambda_i; (runs, n_terms) with ``runs``.
-    ``due(step)``: whether ``update`` wants the per-term gradients at ``step``.
-    ``update(step, grads)``: ``grads[i]`` is the list of gradients of term i, one tensor
-    per parameter (zeros where the term does not depend on the parameter).
+    The engine builds it as ``Class(terms, every, residuals=..., dtype=..., device=...,
+    runs=..., **balancing_args)`` and then, on each step t (from 1):
+    ``due(t)`` -- does the scheme want the per-term gradients now? If so,
+    ``update(t, grads)`` with ``grads[i]`` the gradients of term i, one tensor per (stacked)
+    parameter, zeros where the term does not depend on it; it calls :meth:`reweight`, which
+    a scheme implements and which sets ``weights``. The loss of every step is
+    sum_i weights[i] L_i.
+
+    ``terms``       the names of the loss terms, in the order of the weights
+    ``residuals``   the PDE residual terms among them (the others are boundary data)
+    ``weights``     tensor (n_terms,) of the lambda_i, (runs, n_terms) for a batch of runs:
+                    row r is run r's, and must depend on run r's slices of the gradients
+                    only (:meth:`by_run` gives them)
+    ``every``       the refresh period: ``due`` is true on steps 1, 1 + every, ...
+
+    A scheme of your own: subclass, set ``name``, implement ``reweight(grads)`` (under
+    ``torch.no_grad``; use tensor operations only, no ``.item()``, so that a GPU is not
+    synchronised), take extra settings as keyword arguments of ``__init__`` (they come from
+    ``balancing_args``) and add them to :meth:`state_dict` if they matter on resume.
+    :class:`GradNormBalancer` is the model to copy.
     """
 
     name = "base"
 
     def __init__(self, terms: Sequence[str], every: int = 1000, *,
-                 dtype: torch.dtype = torch.float32, device="cpu", runs: int | None = None):
+                 residuals: Sequence[str] | None = None, dtype: torch.dtype = torch.float32,
+                 device="cpu", runs: int | None = None):
         self.terms = tuple(terms)
         if not self.terms or len(set(self.terms)) != len(self.terms):
             raise ValueError(f"terms must be distinct names, at least one, got {terms!r}")
         self.every = _positive_int("every", every)
+        self.residuals = tuple(residuals) if residuals is not None else None
+        if self.residuals is not None and not set(self.residuals) <= set(self.terms):
+            raise ValueError(f"residual terms {list(self.residuals)} must be among the terms "
+                             f"{list(self.terms)}")
         self.runs = None if runs is None else _positive_int("runs", runs)
         shape = (len(self.terms),) if runs is None else (runs, len(self.terms))
         self.weights = torch.ones(shape, dtype=dtype, device=device)
@@ -106,17 +127,18 @@ class Balancer:
         if len(grads) != len(self.terms):
             raise ValueError(f"need the gradients of {len(self.terms)} terms, got {len(grads)}")
         with torch.no_grad():
-            self._update(grads)
+            self.reweight(grads)
         self.updates += 1
 
-    def _update(self, grads) -> None:  # pragma: no cover - subclasses override
-        raise NotImplementedError
+    def reweight(self, grads) -> None:  # pragma: no cover - subclasses override
+        """Set ``weights`` from ``grads`` (see the class docstring)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement reweight(grads)")
 
-    def _by_run(self, g: torch.Tensor) -> torch.Tensor:
+    def by_run(self, g: torch.Tensor) -> torch.Tensor:
         """A gradient tensor as (runs, -1): one row per run (one row when not batched)."""
         return g.reshape(1 if self.runs is None else self.runs, -1)
 
-    def _per_run(self, values: torch.Tensor) -> torch.Tensor:
+    def per_run(self, values: torch.Tensor) -> torch.Tensor:
         """(runs, n_terms) values in the weights' shape (drops the run axis when not batched)."""
         return values.reshape(self.weights.shape).to(self.weights.dtype)
 
@@ -150,10 +172,8 @@ class NoBalancing(Balancer):
     def due(self, step: int) -> bool:
         return False
 
-    def _update(self, grads) -> None:
+    def reweight(self, grads) -> None:
         pass
-
-
 
 
 class GradNormBalancer(Balancer):
@@ -170,11 +190,11 @@ class GradNormBalancer(Balancer):
 
     def _global_norm(self, grad_list) -> torch.Tensor:
         """||g||_2 over all parameters, per run: sqrt(sum_p ||g_p||_2^2), shape (runs,)."""
-        norms = [torch.linalg.vector_norm(self._by_run(g), dim=1) for g in grad_list]
+        norms = [torch.linalg.vector_norm(self.by_run(g), dim=1) for g in grad_list]
         return torch.linalg.vector_norm(torch.stack(norms, dim=1), dim=1)
 
-    def _update(self, grads) -> None:
-        norms = self._per_run(torch.stack([self._global_norm(g) for g in grads], dim=1))
+    def reweight(self, grads) -> None:
+        norms = self.per_run(torch.stack([self._global_norm(g) for g in grads], dim=1))
         alive = norms > 0
         count = alive.sum(dim=-1, keepdim=True).clamp(min=1)
         nbar = torch.where(alive, norms, torch.zeros_like(norms)).sum(dim=-1, keepdim=True) / count
@@ -192,35 +212,29 @@ class LearningRateAnnealing(Balancer):
 
         lambda_i <- (1 - alpha) lambda_i + alpha max|grad L_R| / mean|grad L_i|
 
-    for the non-reference terms i; the reference terms (``reference``: the PDE residual
-    terms, L_R their sum) keep lambda = 1.
+    for the boundary terms i; the PDE residual terms (``residuals``, L_R their sum) keep
+    lambda = 1.
     """
 
     name = "lra"
 
-    def __init__(self, terms, every: int = 1000, alpha: float = 0.9,
-                 reference: Sequence[str] | None = None, **kwargs):
+    def __init__(self, terms, every: int = 1000, alpha: float = 0.9, **kwargs):
         super().__init__(terms, every, **kwargs)
         self.alpha = _fraction("alpha", alpha)
-        if reference is None:
-            raise ValueError("lra needs the names of the reference (PDE residual) terms")
-        unknown = set(reference) - set(self.terms)
-        if unknown or not reference:
-            raise ValueError(f"reference terms must be a non-empty subset of {list(self.terms)}, "
-                             f"got {list(reference)}")
-        self.reference = tuple(reference)
+        if not self.residuals:
+            raise ValueError("lra needs the names of the PDE residual terms (residuals=...)")
 
-    def _update(self, grads) -> None:
-        ref_idx = [self.terms.index(name) for name in self.reference]
+    def reweight(self, grads) -> None:
+        ref_idx = [self.terms.index(name) for name in self.residuals]
         n_params = len(grads[0])
         reference_grad = [sum(grads[i][p] for i in ref_idx) for p in range(n_params)]
         # Per run: max over run r's slices, means over run r's slices (shape (runs,)).
-        ref_max = torch.stack([self._by_run(g).abs().amax(dim=1) for g in reference_grad],
+        ref_max = torch.stack([self.by_run(g).abs().amax(dim=1) for g in reference_grad],
                               dim=1).amax(dim=1)
-        numel = sum(self._by_run(g).shape[1] for g in grads[0])
-        means = torch.stack([sum(self._by_run(g).abs().sum(dim=1) for g in term) / numel
+        numel = sum(self.by_run(g).shape[1] for g in grads[0])
+        means = torch.stack([sum(self.by_run(g).abs().sum(dim=1) for g in term) / numel
                              for term in grads], dim=1)
-        means = self._per_run(means)
+        means = self.per_run(means)
         ref_max = ref_max.to(self.weights.dtype)
         if self.runs is not None:
             ref_max = ref_max[:, None]
@@ -234,22 +248,32 @@ class LearningRateAnnealing(Balancer):
         self.weights = torch.where(alive, blended, self.weights)
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "alpha": self.alpha, "reference": list(self.reference)}
+        return {**super().state_dict(), "alpha": self.alpha, "residuals": list(self.residuals)}
 
 
 SCHEMES = {cls.name: cls for cls in (NoBalancing, GradNormBalancer, LearningRateAnnealing)}
 
 
 def make_balancer(scheme: str, terms: Sequence[str], every: int = 1000, *,
-                  reference: Sequence[str] | None = None, dtype=torch.float32,
-                  device="cpu", runs: int | None = None) -> Balancer:
-    """The balancer named ``scheme`` ("none", "gn", "lra") for the loss ``terms``.
+                  residuals: Sequence[str] | None = None, dtype=torch.float32,
+                  device="cpu", runs: int | None = None, **args) -> Balancer:
+    """The balancer ``scheme`` for the loss ``terms``: a built-in name ("none", "gn", "lra")
+    or the import path of a :class:`Balancer` subclass (``"package.module:Class"``), built
+    with the keyword arguments ``args``. ``residuals`` are the PDE residual terms (LRA's
+    reference); ``runs`` batches R runs."""
+    if scheme in SCHEMES:
+        cls = SCHEMES[scheme]
+    elif ":" in str(scheme):
+        from .optimizers import load_class
 
-    ``reference`` (the PDE residual terms) is used by "lra" only; ``runs`` batches R runs.
-    """
-    if scheme not in SCHEMES:
-        raise ValueError(f"unknown balancing scheme {scheme!r}; valid: {sorted(SCHEMES)}")
-    kwargs = dict(dtype=dtype, device=device, runs=runs)
-    if scheme == "lra":
-        kwargs["reference"] = reference
-    return SCHEMES[scheme](terms, every, **kwargs)
+        cls = load_class(scheme, "balancing", Balancer)
+    else:
+        raise ValueError(f"unknown balancing scheme {scheme!r}; valid: {sorted(SCHEMES)} or "
+                         "the import path of a pinn.balancing.Balancer subclass "
+                         "('package.module:Class')")
+    try:
+        return cls(terms, every, residuals=residuals, dtype=dtype, device=device, runs=runs,
+                   **args)
+    except TypeError as error:  # an argument the class does not take
+        raise ValueError(f"balancing {scheme!r} cannot be built with arguments {args}: "
+                         f"{error}") from None

@@ -22,8 +22,28 @@ class CheckpointError(RuntimeError):
     """A checkpoint file is missing, unreadable or not from this trainer."""
 
 
+_PLAIN = (torch.Tensor, int, float, bool, str, type(None), torch.dtype, torch.device, torch.Size)
+
+
+def _check_plain(value, where: str) -> None:
+    """Refuse what ``torch.load(weights_only=True)`` would not read back (e.g. a function in
+    an optimizer's param_groups), naming where it is."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_plain(key, where)
+            _check_plain(item, f"{where}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{where}[{i}]")
+    elif not isinstance(value, _PLAIN):
+        raise CheckpointError(f"cannot checkpoint {where}: a {type(value).__name__}; a checkpoint "
+                              "holds only tensors, numbers, strings and lists/dicts of them")
+
+
 def save(state: dict, path) -> Path:
-    """Write ``state`` to ``path`` atomically (temporary file + ``os.replace``)."""
+    """Write ``state`` to ``path`` atomically (temporary file + ``os.replace``); a state
+    :func:`load` could not read back is refused before anything is written."""
+    _check_plain(state, "state")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, lambda tmp: torch.save(state, tmp))

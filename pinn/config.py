@@ -20,10 +20,10 @@ from .schedules import SCHEDULES
 __all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "DTYPES", "DEVICES", "BALANCING", "SPLITS",
            "RESUMABLE_CHANGES"]
 
-OPTIMIZERS = ("adam", "soap")
+OPTIMIZERS = ("adam", "soap")    # or an import path "package.module:Class" (pinn.optimizers)
 DTYPES = ("float32", "float64")
 DEVICES = ("auto", "cpu", "cuda")
-BALANCING = ("none", "gn", "lra")
+BALANCING = ("none", "gn", "lra")  # or the import path of a pinn.balancing.Balancer subclass
 SPLITS = ("per-field", "paper", "shared")   # networks per field (pinn.networks.build_model)
 
 # Fields a resumed run may change: they do not alter the trajectory of the parameters
@@ -51,6 +51,19 @@ def _positive_float(name, value, *, zero_ok=False):
     return value
 
 
+def _arguments(name, value):
+    """Keyword arguments for a class: a dict with string keys, JSON-able (config.json)."""
+    import json
+
+    if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
+        raise ValueError(f"{name} must be a dict of keyword arguments, got {value!r}")
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must hold JSON values (numbers, strings, lists, dicts): "
+                         f"{error}") from None
+
+
 def _choice(name, value, valid):
     if value not in valid:
         raise ValueError(f"unknown {name} {value!r}; valid: {list(valid)}")
@@ -63,7 +76,11 @@ class TrainConfig:
 
     case, case_params     the benchmark case (:func:`reference.cases.get_case`) and its
                           parameters, e.g. ``{"gamma": 10}``
-    optimizer             "adam" (PyTorch defaults) or "soap" (:class:`pinn.soap.SOAP`)
+    optimizer             "adam" (PyTorch defaults), "soap" (:class:`pinn.soap.SOAP`) or the
+                          import path of any torch.optim.Optimizer class, e.g.
+                          "pytorch_optimizer:Lion" (:mod:`pinn.optimizers`)
+    optimizer_args        keyword arguments of an import-path optimizer (it gets lr and
+                          these only; betas, eps, weight_decay below are the built-ins')
     lr                    learning rate; None = the case's published one (:mod:`pinn.recipe`)
     betas                 (beta1, beta2); None = the optimizer's recipe default
                           (Adam (0.9, 0.999), SOAP (0.99, 0.999))
@@ -72,7 +89,9 @@ class TrainConfig:
     schedule              learning-rate schedule (:mod:`pinn.schedules`): "constant" or
                           "warmup-exp" (linear warmup over warmup_steps, then x decay_rate
                           every decay_every steps)
-    balancing, balance_every   loss balancing (:mod:`pinn.balancing`) and its period
+    balancing, balance_every   loss balancing (:mod:`pinn.balancing`): "none", "gn", "lra" or
+                          the import path of a Balancer subclass; and its period
+    balancing_args        keyword arguments of the balancer (e.g. {"momentum": 0.5} for gn)
     steps                 optimizer steps; None = the case's published number
     eval_every            evaluate (relative L2 on the evaluation grid, unweighted loss,
                           divergence check, history row) every this many steps and at the end
@@ -92,6 +111,7 @@ class TrainConfig:
     case: str = "thermo"
     case_params: dict = field(default_factory=dict)
     optimizer: str = "soap"
+    optimizer_args: dict = field(default_factory=dict)
     lr: float | None = None
     betas: tuple | None = None
     eps: float = 1e-8
@@ -104,6 +124,7 @@ class TrainConfig:
     decay_every: int = 2000
     balancing: str = "gn"
     balance_every: int = 1000
+    balancing_args: dict = field(default_factory=dict)
     steps: int | None = None
     eval_every: int = 100
     width: int | None = None
@@ -133,8 +154,8 @@ class TrainConfig:
             raise ValueError(f"case must be a case name, got {self.case!r}")
         if not isinstance(self.case_params, dict):
             raise ValueError(f"case_params must be a dict, got {self.case_params!r}")
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
         self.lr = _positive_float("lr", self.lr)
+        self._check_optimizer()
         if self.betas is not None:
             try:
                 betas = tuple(float(b) for b in self.betas)
@@ -160,8 +181,8 @@ class TrainConfig:
         if self.decay_rate > 1:
             raise ValueError(f"decay_rate must be in (0, 1], got {self.decay_rate}")
         _int("decay_every", self.decay_every, 1)
-        _choice("balancing", self.balancing, BALANCING)
         _int("balance_every", self.balance_every, 1)
+        self._check_balancing()
         _int("steps", self.steps, 1)
         _int("eval_every", self.eval_every, 1)
         _int("width", self.width, 1, optional=True)
@@ -178,6 +199,37 @@ class TrainConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         return self
+
+    def _check_optimizer(self) -> None:
+        from .optimizers import check_optimizer, is_import_path
+
+        _arguments("optimizer_args", self.optimizer_args)
+        if not is_import_path(self.optimizer):
+            _choice("optimizer", self.optimizer, OPTIMIZERS + ("package.module:Class",))
+            if self.optimizer_args:
+                raise ValueError(f"optimizer_args are for an import-path optimizer; {self.optimizer} "
+                                 "is set by betas, eps, weight_decay (and SOAP's fields)")
+            return
+        if "lr" in self.optimizer_args:
+            raise ValueError("the learning rate is lr (the schedule scales it), not an entry "
+                             "of optimizer_args")
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        ignored = [name for name in ("betas", "eps", "weight_decay")
+                   if getattr(self, name) != defaults[name]]
+        if ignored:
+            raise ValueError(f"{ignored} are options of the built-in optimizers; for "
+                             f"{self.optimizer} put them in optimizer_args")
+        check_optimizer(self.optimizer, self.optimizer_args, self.lr)
+
+    def _check_balancing(self) -> None:
+        from .balancing import make_balancer
+
+        _arguments("balancing_args", self.balancing_args)
+        if ":" not in self.balancing:
+            _choice("balancing", self.balancing, BALANCING + ("package.module:Class",))
+        # built once on two dummy terms: a bad class or argument fails here
+        make_balancer(self.balancing, ("pde", "bc"), self.balance_every, residuals=("pde",),
+                      **self.balancing_args)
 
     def to_dict(self) -> dict:
         """Plain JSON-able values (tuples become lists)."""
@@ -221,53 +273,95 @@ def _param(text: str):
         return name, value
 
 
+def keyword_arguments(text: str) -> dict:
+    """``--optimizer-args`` / ``--balancing-args``: a JSON object, or ``NAME=VALUE`` with
+    VALUE read as JSON when it reads as JSON (numbers, lists, true/false) and as text else."""
+    import argparse
+    import json
+
+    if text.lstrip().startswith("{"):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise argparse.ArgumentTypeError(f"not a JSON object: {text!r} ({error})") from None
+        if not isinstance(value, dict):
+            raise argparse.ArgumentTypeError(f"not a JSON object: {text!r}")
+        return value
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected a JSON object or NAME=VALUE, got {text!r}")
+    try:
+        return {name: json.loads(value)}
+    except json.JSONDecodeError:
+        return {name: value}
+
+
 def add_arguments(parser) -> None:
     """The options of ``python -m pinn train``; every one defaults to "not given", so that
-    a resumed run changes only what the command line names."""
+    a resumed run changes only what the command line names. The defaults the help states
+    are read from :class:`TrainConfig` (None: the case's published recipe)."""
     import argparse
 
     from reference.cases import CASES
 
     s = argparse.SUPPRESS
     add = parser.add_argument
-    add("--case", choices=sorted(CASES), default=s, help="benchmark case (default thermo)")
-    add("--coupling", type=float, default=s,
+    add("--case", choices=sorted(CASES), help="benchmark case")
+    add("--coupling", type=float,
         help="value of the case's coupling parameter (thermo: gamma, npp: eps, ...)")
-    add("--param", type=_param, action="append", default=s, metavar="NAME=VALUE",
+    add("--param", type=_param, action="append", metavar="NAME=VALUE",
         help="another case parameter, e.g. --param zeta=2 (repeatable)")
-    add("--optimizer", choices=OPTIMIZERS, default=s, help="default soap")
-    add("--lr", type=float, default=s,
-        help="learning rate (default: the case's published one, pinn/recipe.py)")
-    add("--betas", type=float, nargs=2, default=s, metavar=("BETA1", "BETA2"))
-    add("--optimizer-eps", dest="eps", type=float, default=s,
-        help="optimizer epsilon (default 1e-8)")
+    add("--optimizer", metavar="NAME",
+        help="adam, soap or an import path package.module:Class of a torch.optim optimizer, "
+             "e.g. pytorch_optimizer:Lion")
+    add("--optimizer-args", type=keyword_arguments, action="append", metavar="ARGS",
+        help="keyword arguments of an import-path optimizer: a JSON object "
+             "'{\"betas\": [0.9, 0.99]}' or NAME=VALUE (repeatable)")
+    add("--lr", type=float, help="learning rate")
+    add("--betas", type=float, nargs=2, metavar=("BETA1", "BETA2"),
+        help="adam, soap; default adam 0.9 0.999, soap 0.99 0.999")
+    add("--optimizer-eps", dest="eps", type=float, help="adam, soap: epsilon")
     # "--eps" would read as the Debye ratio of npp / eof-straight: refused in from_args
-    add("--eps", dest="ambiguous_eps", default=s, help=argparse.SUPPRESS)
-    add("--weight-decay", type=float, default=s)
-    add("--precondition-frequency", type=int, default=s, help="SOAP (default 2)")
-    add("--shampoo-beta", type=float, default=s, help="SOAP; < 0 uses beta2 (default)")
-    add("--schedule", choices=SCHEDULES, default=s, help="learning-rate schedule")
-    add("--warmup-steps", type=int, default=s, help="warmup-exp: warmup length (default 1000)")
-    add("--decay-rate", type=float, default=s, help="warmup-exp: factor per decay (default 0.9)")
-    add("--decay-every", type=int, default=s, help="warmup-exp: decay period (default 2000)")
-    add("--balancing", choices=BALANCING, default=s, help="loss balancing (default gn)")
-    add("--balance-every", type=int, default=s, help="balancing period in steps (default 1000)")
-    add("--steps", type=int, default=s,
-        help="optimizer steps (default: the case's published number, pinn/recipe.py)")
-    add("--eval-every", type=int, default=s, help="evaluation period (default 100)")
-    add("--width", type=int, default=s, help="hidden width (default: recipe)")
-    add("--depth", type=int, default=s, help="hidden layers (default: recipe)")
-    add("--split", choices=SPLITS, default=s, help="networks per field (default per-field)")
-    add("--n-points", type=int, default=s, help="interior collocation points (default: recipe)")
-    add("--dtype", choices=DTYPES, default=s, help="default float32")
-    add("--device", choices=DEVICES, default=s, help="default auto (cuda if available)")
-    add("--seed", type=int, default=s, help="default 42")
-    add("--run-dir", default=s, help="folder for config, history, checkpoint, metrics, plots")
-    add("--checkpoint-every", type=int, default=s, help="default 1000 (0: only at the end)")
-    add("--compile", action="store_true", default=s,
+    add("--eps", dest="ambiguous_eps", help=s)
+    add("--weight-decay", type=float, help="adam, soap")
+    add("--precondition-frequency", type=int, help="soap")
+    add("--shampoo-beta", type=float, help="soap; < 0 uses beta2")
+    add("--schedule", choices=SCHEDULES, help="learning-rate schedule")
+    add("--warmup-steps", type=int, help="warmup-exp: warmup length")
+    add("--decay-rate", type=float, help="warmup-exp: factor per decay")
+    add("--decay-every", type=int, help="warmup-exp: decay period")
+    add("--balancing", metavar="NAME",
+        help="loss balancing: none, gn, lra or an import path package.module:Class of a "
+             "pinn.balancing.Balancer subclass")
+    add("--balancing-args", type=keyword_arguments, action="append", metavar="ARGS",
+        help="keyword arguments of the balancer, as --optimizer-args")
+    add("--balance-every", type=int, help="balancing period in steps")
+    add("--steps", type=int, help="optimizer steps")
+    add("--eval-every", type=int, help="evaluation period")
+    add("--width", type=int, help="hidden width")
+    add("--depth", type=int, help="hidden layers")
+    add("--split", choices=SPLITS, help="networks per field")
+    add("--n-points", type=int, help="interior collocation points")
+    add("--dtype", choices=DTYPES)
+    add("--device", choices=DEVICES, help="auto: cuda if available")
+    add("--seed", type=int)
+    add("--run-dir", help="folder for config, history, checkpoint, metrics, plots")
+    add("--checkpoint-every", type=int, help="0: only at the end")
+    add("--compile", action="store_true",
         help="compile the loss and its backward (torch.compile; for long runs)")
-    add("--no-progress", dest="progress", action="store_false", default=s,
-        help="no progress bar")
+    add("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+                if f.default is not dataclasses.MISSING}
+    recipe_fields = ("lr", "steps", "width", "depth", "n_points")   # None: pinn/recipe.py
+    for action in parser._actions:   # "not given", and the help states the default
+        if action.dest in names or action.dest in ("coupling", "param", "ambiguous_eps"):
+            action.default = s
+        value = defaults.get(action.dest)
+        if action.dest in recipe_fields:
+            value = "the case's published one (pinn/recipe.py)"
+        if value is not None and not isinstance(value, bool):
+            action.help = f"{action.help + '; ' if action.help else ''}default {value}"
 
 
 def from_args(args, base: TrainConfig | None = None) -> TrainConfig:
@@ -284,7 +378,11 @@ def from_args(args, base: TrainConfig | None = None) -> TrainConfig:
                          "--optimizer-eps")
     changed_case = "case" in given and given["case"] != data["case"]
     data.update({f.name: given[f.name] for f in dataclasses.fields(TrainConfig)
-                 if f.name in given and f.name != "case_params"})
+                 if f.name in given and f.name not in ("case_params", "optimizer_args",
+                                                       "balancing_args")})
+    for name in ("optimizer_args", "balancing_args"):   # repeated options add up
+        if name in given:
+            data[name] = {key: value for part in given[name] for key, value in part.items()}
     params = {} if changed_case else dict(data["case_params"])
     params.update(dict(given.get("param", [])))
     if "coupling" in given:

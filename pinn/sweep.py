@@ -3,7 +3,8 @@
 A spec (``sweeps/*.toml``; read with :mod:`tomllib`) names the grid and the budget::
 
     output = "runs/cpu"                 # folder of the sweep (relative to the spec file)
-    methods = ["soap+gn", "adam+gn"]    # optimizer+balancing pairs
+    methods = ["soap+gn", "adam+gn"]    # optimizer+balancing pairs; either part may be
+                                        # an import path, "pytorch_optimizer:Lion+gn"
     schedules = ["constant"]            # learning-rate schedules (pinn.schedules)
     seeds = [0, 1, 2]
     batch_size = 16                     # at most this many runs trained together
@@ -14,6 +15,9 @@ A spec (``sweeps/*.toml``; read with :mod:`tomllib`) names the grid and the budg
     width = 64
     depth = 4
 
+    [optimizer_args."pytorch_optimizer:Lion"]   # keyword arguments of an import-path
+    betas = [0.9, 0.99]                          # optimizer (balancing_args: of a balancer)
+
     [systems.thermo]                    # one table per case: its coupling values, and
     couplings = [1, 5, 10, 50]          # TrainConfig fields overriding the budget
     [systems.npp]
@@ -21,7 +25,8 @@ A spec (``sweeps/*.toml``; read with :mod:`tomllib`) names the grid and the budg
     lr = 3e-4
 
 The runs are the product systems x couplings x methods x schedules x seeds. Each gets the id
-``<case>-<coupling><value>-<optimizer>-<balancing>-<schedule>-s<seed>`` and the run directory
+``<case>-<coupling><value>-<optimizer>-<balancing>-<schedule>-s<seed>`` (an import path by its
+class name in lower case: ``lion``) and the run directory
 ``<output>/runs/<id>`` with the files of a single run (config.json, history.csv,
 checkpoint.pt, metrics.json). Runs that differ only in seed and coupling are trained as one
 batch (:mod:`pinn.trainer`), at most ``batch_size`` at a time.
@@ -60,13 +65,15 @@ import tomllib
 from reference.cases import CASES, get_case
 
 from .config import TrainConfig
+from .optimizers import label, split_method
 
 __all__ = ["SweepSpec", "Run", "load_spec", "plan", "run_sweep", "batches", "mpi_world",
            "index_finished"]
 
 INDEX_JSON = "index.json"
 INDEX_CSV = "index.csv"
-SPEC_KEYS = {"output", "methods", "schedules", "seeds", "batch_size", "budget", "systems"}
+SPEC_KEYS = {"output", "methods", "schedules", "seeds", "batch_size", "budget", "systems",
+             "optimizer_args", "balancing_args"}
 CSV_COLUMNS = ["id", "status", "case", "coupling", "value", "optimizer", "balancing",
                "schedule", "seed", "step", "final_l2_avg", "best_l2_avg", "lowest_loss_l2_avg",
                "tail_l2_geomean", "tail_l2_spread",
@@ -85,6 +92,8 @@ class SweepSpec:
     budget: dict
     batch_size: int = 16
     overrides: dict = field(default_factory=dict)  # from the command line: beat every table
+    optimizer_args: dict = field(default_factory=dict)   # optimizer -> its keyword arguments
+    balancing_args: dict = field(default_factory=dict)   # balancing -> its keyword arguments
 
 
 @dataclass
@@ -138,18 +147,18 @@ def load_spec(path, **overrides) -> SweepSpec:
                      schedules=_list({"schedules": values["schedules"] or ["constant"]}, "schedules"),
                      seeds=_list(values, "seeds"), budget=budget,
                      batch_size=overrides.get("batch_size") or data.get("batch_size", 16),
-                     overrides=forced)
+                     overrides=forced, optimizer_args=dict(data.get("optimizer_args", {})),
+                     balancing_args=dict(data.get("balancing_args", {})))
+    pairs = [split_method(method) for method in spec.methods]
+    for key, used in (("optimizer_args", {optimizer for optimizer, _ in pairs}),
+                      ("balancing_args", {balancing for _, balancing in pairs})):
+        unused = set(getattr(spec, key)) - used
+        if unused:
+            raise ValueError(f"spec {path}: [{key}] names {sorted(unused)}, which no method uses")
     if isinstance(spec.batch_size, bool) or not isinstance(spec.batch_size, int) or spec.batch_size < 1:
         raise ValueError(f"spec: batch_size must be an integer >= 1, got {spec.batch_size!r}")
     plan(spec)  # every config is validated here, before anything runs
     return spec
-
-
-def _method(text: str) -> tuple[str, str]:
-    optimizer, sep, balancing = str(text).partition("+")
-    if not sep:
-        raise ValueError(f"a method is OPTIMIZER+BALANCING (e.g. soap+gn), got {text!r}")
-    return optimizer, balancing
 
 
 def plan(spec: SweepSpec) -> list[Run]:
@@ -172,11 +181,14 @@ def plan(spec: SweepSpec) -> list[Run]:
         coupling = CASES[case].coupling
         for value, method, schedule, seed in itertools.product(
                 couplings, spec.methods, spec.schedules, spec.seeds):
-            optimizer, balancing = _method(method)
+            optimizer, balancing = split_method(method)
             params = {**fixed_params, coupling: value}
-            run_id = f"{case}-{coupling}{value:g}-{optimizer}-{balancing}-{schedule}-s{seed}"
+            run_id = (f"{case}-{coupling}{value:g}-{label(optimizer)}-{label(balancing)}-"
+                      f"{schedule}-s{seed}")
             fields = {**spec.budget, **table, **spec.overrides, "case": case, "case_params": params,
                       "optimizer": optimizer, "balancing": balancing, "schedule": schedule,
+                      "optimizer_args": spec.optimizer_args.get(optimizer, {}),
+                      "balancing_args": spec.balancing_args.get(balancing, {}),
                       "seed": seed, "run_dir": str(spec.output / "runs" / run_id)}
             try:
                 config = TrainConfig.from_dict(fields)

@@ -66,6 +66,7 @@ from . import checkpoint as ckpt
 from .balancing import make_balancer
 from .config import TrainConfig
 from .networks import build_model
+from .optimizers import PerRunOptimizer, describe, load_class
 from .problems.base import stack_problems
 from .schedules import lr_factor
 from .stacked import StackedNetworks, nets_per_stack
@@ -98,6 +99,8 @@ class TrainResult:
                        the evaluations; final: the last evaluation, NaN when diverged)
     history            one row per evaluation: step, loss (unweighted sum), weighted_loss,
                        loss_<term>, weight_<term>, l2_<field>, l2_avg, train_seconds
+    optimizer          the optimizer as run (:func:`pinn.optimizers.describe`: its name,
+                       class, the version of its package, its arguments)
     tail               L2_avg over the last evaluations (:func:`pinn.statistics.tail`:
                        geomean, spread, min, max); None for a run with too few of them or
                        a diverged one
@@ -123,6 +126,7 @@ class TrainResult:
     device: str
     run_dir: str | None = None
     tail: dict | None = None
+    optimizer: dict | None = None
 
     @property
     def diverged(self) -> bool:
@@ -132,7 +136,7 @@ class TrainResult:
         """Everything but the history and config, as JSON-able values."""
         return {key: getattr(self, key) for key in (
             "status", "message", "step", "best", "lowest_loss", "final", "tail", "steps_per_second",
-            "train_seconds", "eval_seconds", "n_parameters", "device", "run_dir")}
+            "train_seconds", "eval_seconds", "n_parameters", "device", "run_dir", "optimizer")}
 
 
 class _Stopped(Exception):
@@ -149,25 +153,32 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+def make_optimizer(config: TrainConfig, model: StackedNetworks):
     """The optimizer of the engine's stacked parameters (a leading axis of independent
     tensors, :mod:`pinn.stacked`): Adam (PyTorch defaults unless set; elementwise, so the
-    stacks need no change; the fused kernel) or SOAP as
+    stacks need no change; the fused kernel), SOAP as
     :class:`pinn.soap_batched.BatchedSOAP`, one :class:`pinn.soap.SOAP` per network and run
     (the recipe: betas (0.99, 0.999), shampoo_beta = beta2, precondition_frequency 2, no
-    preconditioning of 1-D tensors)."""
+    preconditioning of 1-D tensors), or the class at an import path as a
+    :class:`pinn.optimizers.PerRunOptimizer` (one instance per run, on the run's own
+    tensors)."""
+    params = list(model.parameters())
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, betas=config.betas or (0.9, 0.999),
                                 eps=config.eps, weight_decay=config.weight_decay, fused=True)
-    from .soap_batched import BatchedSOAP
+    if config.optimizer == "soap":
+        from .soap_batched import BatchedSOAP
 
-    return BatchedSOAP(params, lr=config.lr, betas=config.betas or (0.99, 0.999),
-                       shampoo_beta=config.shampoo_beta, eps=config.eps,
-                       weight_decay=config.weight_decay,
-                       precondition_frequency=config.precondition_frequency,
-                       # The trainer checks for divergence itself at evaluation steps;
-                       # SOAP's own check would read a value back on every step.
-                       check_finite=False)
+        return BatchedSOAP(params, lr=config.lr, betas=config.betas or (0.99, 0.999),
+                           shampoo_beta=config.shampoo_beta, eps=config.eps,
+                           weight_decay=config.weight_decay,
+                           precondition_frequency=config.precondition_frequency,
+                           # The trainer checks for divergence itself at evaluation steps;
+                           # SOAP's own check would read a value back on every step.
+                           check_finite=False)
+    return PerRunOptimizer(load_class(config.optimizer), params,
+                           [model.run_parameters(r) for r in range(model.runs)],
+                           lr=config.lr, **config.optimizer_args)
 
 
 def set_learning_rate(config: TrainConfig, optimizer, step: int) -> None:
@@ -356,6 +367,7 @@ class RunRecord:
             n_parameters=self.n_parameters, device=str(self.device),
             run_dir=str(self.run_dir) if self.run_dir is not None else None,
             tail=tail(self.history) if self.active else None,
+            optimizer=describe(self.config.optimizer, self.config.optimizer_args),
         )
 
     def finish_run_dir(self, result: TrainResult) -> None:
@@ -439,12 +451,13 @@ class Trainer:
         self.problem = stack_problems([run.problem for run in self.runs])
         with torch.no_grad():
             self.terms = tuple(self.problem.loss_terms(self.model))
-        self.optimizer = make_optimizer(self.config, self.params)
+        self.optimizer = make_optimizer(self.config, self.model)
         # The PDE residual terms (LRA's reference): every term but the boundary ones.
-        reference = [name for name in self.terms if not name.startswith("bc_")]
+        residuals = [name for name in self.terms if not name.startswith("bc_")]
         self.balancer = make_balancer(self.config.balancing, self.terms,
-                                      self.config.balance_every, reference=reference or None,
-                                      dtype=self.dtype, device=self.device, runs=len(self.runs))
+                                      self.config.balance_every, residuals=residuals or None,
+                                      dtype=self.dtype, device=self.device, runs=len(self.runs),
+                                      **self.config.balancing_args)
         # The loss of a plain step, compiled on request (config.compile): one fused graph of
         # the networks, their input derivatives, the residuals and its backward.
         self._plain_loss = self._weighted_loss
@@ -467,10 +480,13 @@ class Trainer:
         if len(steps) != 1:
             raise ValueError(f"cannot batch runs resumed at different steps {sorted(steps)}")
         self.step = steps.pop()
-        self.optimizer.load_state_dict(stacked_optimizer_state(
-            [s["optimizer"] for s in states],
-            [self.model.run_parameters(r) for r in range(len(self.runs))],
-            self.optimizer.state_dict()["param_groups"]))
+        if isinstance(self.optimizer, PerRunOptimizer):
+            self.optimizer.load_run_states([s["optimizer"] for s in states])
+        else:
+            self.optimizer.load_state_dict(stacked_optimizer_state(
+                [s["optimizer"] for s in states],
+                [self.model.run_parameters(r) for r in range(len(self.runs))],
+                self.optimizer.state_dict()["param_groups"]))
         balancers = [s["balancer"] for s in states]
         self.balancer.load_state_dict({**balancers[0], "weights": torch.stack(
             [torch.as_tensor(b["weights"]) for b in balancers])})
@@ -485,6 +501,14 @@ class Trainer:
         """(sum_r sum_i lambda_ri L_ri, the losses L (runs, terms))."""
         losses = self.loss_terms()
         return (self.balancer.weights * losses).sum(), losses
+
+    def _reevaluate(self) -> torch.Tensor:
+        """The closure of an optimizer that re-evaluates the loss (L-BFGS): each run's
+        weighted loss at the current parameters, (runs,), its sum back-propagated."""
+        losses = self.loss_terms()
+        per_run = (self.balancer.weights * losses).sum(dim=1)
+        per_run.sum().backward()
+        return per_run
 
     def train_step(self) -> torch.Tensor:
         """One optimizer step of every run; returns the (runs, terms) losses, detached
@@ -502,7 +526,10 @@ class Trainer:
         total.backward()
         detached = losses.detach()
         try:
-            self.optimizer.step()
+            if isinstance(self.optimizer, PerRunOptimizer):
+                self.optimizer.step(self._reevaluate, (self.balancer.weights * detached).sum(dim=1))
+            else:
+                self.optimizer.step()
         except (RuntimeError, FloatingPointError) as error:
             # e.g. a linear-algebra failure on non-finite optimizer state: a divergence
             # when a loss is no longer finite, a bug otherwise.
@@ -592,8 +619,9 @@ class Trainer:
             bar.set_postfix(loss=f"{rows[0]['loss']:.3e}", L2=f"{rows[0]['l2_avg']:.3e}")
 
     # --- state ------------------------------------------------------------------------
-    def run_state(self, r: int, optimizer_state: dict) -> dict:
-        """Run r's checkpoint (``optimizer_state``: the stacked optimizer's state_dict)."""
+    def run_state(self, r: int, optimizer_state: dict | None) -> dict:
+        """Run r's checkpoint (``optimizer_state``: the stacked optimizer's state_dict; None
+        for a :class:`~pinn.optimizers.PerRunOptimizer`, which keeps one per run)."""
         run = self.sync_run(r)
         balancer = self.balancer.state_dict()
         balancer["weights"] = balancer["weights"][r].clone()
@@ -602,7 +630,8 @@ class Trainer:
             "config": run.config.to_dict(),
             "step": self.step,
             "model": run.model.state_dict(),
-            "optimizer": run_optimizer_state(optimizer_state, self.model.run_parameters(r)),
+            "optimizer": (self.optimizer.run_state(r) if optimizer_state is None else
+                          run_optimizer_state(optimizer_state, self.model.run_parameters(r))),
             "balancer": balancer,
             "history": run.history,
             "best": run.best,
@@ -613,7 +642,8 @@ class Trainer:
         }
 
     def save_checkpoints(self) -> None:
-        stacked = self.optimizer.state_dict()
+        stacked = (None if isinstance(self.optimizer, PerRunOptimizer)
+                   else self.optimizer.state_dict())
         for r, run in enumerate(self.runs):
             if run.active and run.run_dir is not None:
                 start = time.perf_counter()

@@ -96,17 +96,27 @@ def channel_profile(case, y) -> dict[str, np.ndarray]:
     }
 
 
-def thermoelastic_solution(case, x) -> dict[str, np.ndarray]:
-    """T = sin(pi x) + 1, u = sin(2 pi x)."""
-    x = np.asarray(x, dtype=float)
-    return {"T": np.sin(np.pi * x) + 1.0, "u": np.sin(2.0 * np.pi * x)}
+def _sin(x):
+    """sin of a numpy array or a torch tensor (the manufactured solutions below serve both:
+    numpy for scoring, torch for the PINN problems' sources, pinn.problems.base)."""
+    return x.sin() if hasattr(x, "sin") else np.sin(x)
 
 
-def reaction_diffusion_solution(case, x) -> dict[str, np.ndarray]:
-    """cA = sin(pi x) + 2, cB = cos(pi x) + 2, cC = sin(2 pi x) + 2."""
-    x = np.asarray(x, dtype=float)
+def _cos(x):
+    return x.cos() if hasattr(x, "cos") else np.cos(x)
+
+
+def thermoelastic_solution(case, x) -> dict:
+    """T = sin(pi x) + 1, u = sin(2 pi x) (``x``: numpy array or torch tensor)."""
+    x = x if hasattr(x, "sin") else np.asarray(x, dtype=float)
+    return {"T": _sin(np.pi * x) + 1.0, "u": _sin(2.0 * np.pi * x)}
+
+
+def reaction_diffusion_solution(case, x) -> dict:
+    """cA = sin(pi x) + 2, cB = cos(pi x) + 2, cC = sin(2 pi x) + 2 (numpy or torch)."""
+    x = x if hasattr(x, "sin") else np.asarray(x, dtype=float)
     return {
-        "c_A": np.sin(np.pi * x) + 2.0,
-        "c_B": np.cos(np.pi * x) + 2.0,
-        "c_C": np.sin(2.0 * np.pi * x) + 2.0,
+        "c_A": _sin(np.pi * x) + 2.0,
+        "c_B": _cos(np.pi * x) + 2.0,
+        "c_C": _sin(2.0 * np.pi * x) + 2.0,
     }

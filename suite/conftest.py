@@ -4,12 +4,15 @@ summary of coupling robustness at the end of the session (terminal and JSON).
     pytest suite/ --benchmark-json out.json                 # smoke profile, CPU
     pytest suite/ --profile paper --device cuda --benchmark-json paper.json
     pytest suite/ --case thermo --case npp                  # a subset of the systems
+    pytest suite/ --method pytorch_optimizer:Lion+gn --method soap+gn \
+        --optimizer-args 'pytorch_optimizer:Lion={"betas": [0.9, 0.99]}'   # your method
 
 The profile may also come from the environment variable PINN_BENCH_PROFILE.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -22,6 +25,7 @@ from pinn.threads import apply_thread_policy
 from reference.cases import CASES
 
 from .profiles import PROFILES, get_profile
+from .runner import with_methods
 
 _RESULTS = pytest.StashKey[list]()
 
@@ -34,14 +38,40 @@ def pytest_addoption(parser):
     group.addoption("--device", default="cpu", help=f"training device, one of {list(DEVICES)}")
     group.addoption("--case", action="append", default=None,
                     help="run only these systems (repeatable)")
+    group.addoption("--method", action="append", default=None,
+                    help="benchmark these methods OPTIMIZER+BALANCING instead of the profile's "
+                         "(repeatable; either part may be an import path package.module:Class)")
+    group.addoption("--optimizer-args", action="append", default=None, metavar="NAME=JSON",
+                    help="keyword arguments of an optimizer of --method, as a JSON object "
+                         "(repeatable)")
+    group.addoption("--balancing-args", action="append", default=None, metavar="NAME=JSON",
+                    help="keyword arguments of a balancer of --method (repeatable)")
     group.addoption("--reference-root", default="data",
                     help="folder of the stored references (default data)")
+
+
+def _named_arguments(texts) -> dict | None:
+    """``NAME=JSON`` options as {NAME: the JSON object} (NAME may hold ':' but not '=')."""
+    if texts is None:
+        return None
+    parsed = {}
+    for text in texts:
+        name, sep, value = text.partition("=")
+        try:
+            parsed[name] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[name] = None
+        if not sep or not name or not isinstance(parsed[name], dict):
+            raise pytest.UsageError(f"expected NAME={{JSON object}}, got {text!r}")
+    return parsed
 
 
 def _profile(config):
     name = config.getoption("--profile") or os.environ.get("PINN_BENCH_PROFILE", "smoke")
     try:
-        return get_profile(name)
+        return with_methods(get_profile(name), config.getoption("--method"),
+                            _named_arguments(config.getoption("--optimizer-args")),
+                            _named_arguments(config.getoption("--balancing-args")))
     except ValueError as err:
         raise pytest.UsageError(str(err)) from None
 

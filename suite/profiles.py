@@ -1,8 +1,8 @@
 """Benchmark profiles: which runs the suite makes, and how long each one trains.
 
 A profile is a plain config (jaxpi style): the systems with their couplings (weak to
-strong), the methods (optimizer x balancing), the seeds, and per system the training
-budget. The runs of one system and method (every coupling and seed) train together as one
+strong), the methods (optimizer x balancing; any optimizer or balancer by import path,
+with its keyword arguments), the seeds, and per system the training budget. The runs of one system and method (every coupling and seed) train together as one
 batch (:mod:`pinn.trainer`), which is one benchmark of the suite.
 
 ``smoke`` (the default) is sized by measurement to fit ``make bench`` in ten minutes on a
@@ -54,6 +54,8 @@ class Profile:
     dtype: str = "float32"
     converged_l2: float | None = None         # weak-coupling L2 a verdict needs (None: any)
     deferred: dict[str, str] = field(default_factory=dict)   # case -> why it is not here
+    optimizer_args: dict = field(default_factory=dict)  # import-path optimizer -> its kwargs
+    balancing_args: dict = field(default_factory=dict)  # balancing -> its kwargs
 
     def __post_init__(self):
         unknown = set(self.couplings) - set(CASES)

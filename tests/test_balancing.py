@@ -62,7 +62,7 @@ def test_lra_weights_by_hand():
     #   g_R = pde_1 + pde_2 = a (1, -2), b (2): max |g_R| = 2 (not 4 + 2, not max(4, 2))
     #   bc: a = (1, 1), b = (-1): mean |g| = 3 / 3 = 1  ->  lhat = 2
     #   lambda_bc = (1 - 0.9) * 1 + 0.9 * 2 = 1.9; the pde terms stay at 1
-    lra = LearningRateAnnealing(["pde_1", "pde_2", "bc"], reference=["pde_1", "pde_2"], dtype=D)
+    lra = LearningRateAnnealing(["pde_1", "pde_2", "bc"], residuals=["pde_1", "pde_2"], dtype=D)
     grads = [[t(1, -4), t(2)], [t(0, 2), t(0)], [t(1, 1), t(-1)]]
     lra.update(1, grads)
     torch.testing.assert_close(lra.weights, t(1.0, 1.0, 1.9), rtol=0, atol=1e-15)
@@ -86,8 +86,11 @@ def test_state_dict_round_trip_and_mismatch():
 @pytest.mark.parametrize("call, message", [
     (lambda: make_balancer("softadapt", ["a"]), "valid: \\['gn', 'lra', 'none'\\]"),
     (lambda: make_balancer("gn", ["a"], every=0), "every must be a positive integer"),
-    (lambda: make_balancer("lra", ["pde", "bc"]), "reference"),
-    (lambda: make_balancer("lra", ["pde", "bc"], reference=["nope"]), "subset"),
+    (lambda: make_balancer("lra", ["pde", "bc"]), "residual terms"),
+    (lambda: make_balancer("lra", ["pde", "bc"], residuals=["nope"]), "among the terms"),
+    (lambda: make_balancer("gn", ["a"], alpha=0.5), "cannot be built with arguments"),
+    (lambda: make_balancer("nowhere.at_all:Scheme", ["a"]), "cannot import module"),
+    (lambda: make_balancer("torch.optim:Adam", ["a"]), "not a subclass of pinn.balancing"),
     (lambda: GradNormBalancer(["a"], momentum=1.0), "momentum must lie in"),
     (lambda: make_balancer("gn", ["a", "a"]), "distinct"),
     (lambda: make_balancer("gn", ["a", "b"]).update(1, [[t(1.0)]]), "gradients of 2 terms"),
@@ -105,7 +108,7 @@ def test_batched_rows_are_the_single_run_weights(scheme):
     terms = ["a", "b", "c"]
     scales = [(1.0, 1.0, 1.0), (2.0, 0.5, 3.0)]
     per_run = [[[s * g for g in term] for s, term in zip(scale, GRADS)] for scale in scales]
-    options = dict(every=1, reference=["a"], dtype=D)
+    options = dict(every=1, residuals=["a"], dtype=D)
     batched = make_balancer(scheme, terms, runs=len(scales), **options)
     singles = [make_balancer(scheme, terms, **options) for _ in scales]
     for step in (1, 2):

@@ -50,6 +50,7 @@ def test_stacked_problem_keeps_what_runs_share_and_stacks_what_differs():
     assert stacked.case.gamma.shape == (3, 1) and stacked.case.gamma[2, 0] == 50.0
     assert stacked.case.kappa == problems[0].case.kappa          # shared: a plain number
     assert stacked.interior is problems[0].interior                # same points for all
-    assert stacked.f_u.shape == (3, 8) and torch.equal(stacked.f_u[1], problems[1].f_u)
+    f_u = stacked.sources["pde_u"]   # depends on gamma: one row per run
+    assert f_u.shape == (3, 8) and torch.equal(f_u[1], problems[1].sources["pde_u"])
     with pytest.raises(ValueError, match="one type"):
         stack_problems([problems[0], get_problem("npp", n_points=8)])

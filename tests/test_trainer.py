@@ -305,7 +305,8 @@ def test_seed_reproduces_and_changes_the_run():
 
 @pytest.mark.parametrize("argv, message", [
     (["train", "--case", "heat"], "invalid choice: 'heat' (choose from 'eof-patch'"),
-    (["train", "--optimizer", "sgd"], "invalid choice: 'sgd'"),
+    (["train", "--optimizer", "sgd"], "unknown optimizer 'sgd'; valid: ['adam', 'soap', "
+                                      "'package.module:Class']"),
     (["train", "--param", "gamma"], "expected NAME=VALUE"),
     (["train", "--param", "zeta=1"], "unknown parameter(s) ['zeta'] for case 'thermo'"),
     (["train", "--coupling", "-3"], "gamma must be >= 0"),

@@ -18,6 +18,7 @@ weights w of the store's evaluation grid::
 
 from __future__ import annotations
 
+import collections
 import copy
 import math
 from contextlib import contextmanager
@@ -372,6 +373,38 @@ class IntervalProblem(Problem):
     def boundary_residuals(self, model) -> dict[str, torch.Tensor]:
         values = model(self.boundary["ends"])
         return {f"bc_{name}": values[name] - self.boundary_targets[name] for name in self.fields}
+
+
+class ManufacturedProblem(IntervalProblem):
+    """A 1D problem with a manufactured solution: each PDE residual subtracts a source,
+    ``self.sources[term]``, chosen so that the case's exact solution solves it. The exact
+    solution is written once (:meth:`exact_solution`, in :mod:`reference.exact`); the
+    sources are the residual operator applied to it, differentiated by autograd in float64
+    at the collocation points, so they cannot disagree with the residuals or the solution.
+    It is also the Dirichlet data at both ends and the reference the runs are scored
+    against."""
+
+    def exact_solution(self, x):
+        """{field: values} of the exact solution at ``x`` (numpy array or torch tensor)."""
+        raise NotImplementedError
+
+    def setup(self) -> None:
+        super().setup()
+        x = self.interior.to(torch.float64).detach().requires_grad_(True)
+        exact = self.exact_solution(x[:, 0])
+        fields = {name: _autograd_field(exact[name], x, self.orders.get(name, 0))
+                  for name in self.fields}
+        self.sources = collections.defaultdict(float)   # zero: the residual is the operator
+        operator = self.pde_residuals(fields)
+        self.sources = {term: self.tensor(value.detach()) for term, value in operator.items()}
+
+    def boundary_values(self):
+        (lo, hi), = self.case.domain
+        ends = self.exact_solution(np.array([lo, hi]))
+        return {name: tuple(float(v) for v in ends[name]) for name in self.fields}
+
+    def exact_reference(self, points):
+        return self.exact_solution(points[:, 0])
 
 
 # --- R runs as one problem -----------------------------------------------------------
