@@ -1,5 +1,9 @@
 """The PINN and the finite-element reference solve the same equations.
 
+The 1D NPP double layer is written as PyTorch residuals (pinn/problems/npp.py) and as UFL
+(reference/fem/npp.py ``strong_residuals``, whose fluxes the weak form uses): the last test
+evaluates both on the same smooth fields.
+
 The 2D flow is written twice: as PyTorch residuals (pinn/problems/electroosmotic.py,
 what the networks minimise) and as UFL (reference/fem/eof.py, ``strong_residuals``; the
 weak form the solver discretises is checked against it by the manufactured-solution
@@ -24,7 +28,7 @@ from ufl.algorithms.apply_derivatives import apply_derivatives  # noqa: E402
 from pinn.problems import get_problem  # noqa: E402
 from pinn.problems.base import field_derivatives  # noqa: E402
 from reference.cases import get_case  # noqa: E402
-from reference.fem import eof, mms  # noqa: E402
+from reference.fem import eof, mms, npp  # noqa: E402
 
 # the PINN's name for each (UFL residual, component)
 NAMES = {"poisson": ("poisson", None), "np_plus": ("np_plus", None),
@@ -95,3 +99,44 @@ def test_the_torch_and_ufl_residuals_are_the_same_equations(name, params):
                                    atol=1e-12 * scale, err_msg=f"{name} {params}: {term}")
     # the check has teeth: the terms are far from zero on these fields
     assert min(float(np.abs(v).max()) for v in ufl_side.values()) > 0.1 * math.pi
+
+
+def npp_fields(x, lib):
+    """Smooth fields of x (torch or UFL), none of them a solution."""
+    return {"c_plus": 1.0 + 0.3 * lib.sin(2.0 * x), "c_minus": lib.exp(0.5 * x),
+            "phi": x * lib.cos(3.0 * x)}
+
+
+class NPPFields(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.groups = [(name,) for name in ("c_plus", "c_minus", "phi")]
+        self.nets = torch.nn.ModuleList(Single(name) for name in ("c_plus", "c_minus", "phi"))
+
+
+class Single(torch.nn.Module):
+    def __init__(self, name):
+        super().__init__()
+        self.name = name
+
+    def forward(self, x):
+        return npp_fields(x[:, 0], torch)[self.name][:, None]
+
+
+@pytest.mark.parametrize("eps", [0.5, 0.05])
+def test_the_npp_torch_and_ufl_residuals_are_the_same_equations(eps):
+    case = get_case("npp", eps=eps)
+    problem = get_problem(case, n_points=16, dtype=torch.float64, seed=0)
+    points = torch.linspace(0.0, 1.0, 25, dtype=torch.float64)[:, None]
+    fields = field_derivatives(NPPFields(), points, problem.orders)
+    torch_side = {k: v.detach().numpy() for k, v in problem.pde_residuals(fields).items()}
+    domain = ufl.Mesh(ufl.VectorElement("Lagrange", ufl.interval, 1))
+    f = npp_fields(ufl.SpatialCoordinate(domain)[0], ufl)
+    forms = npp.strong_residuals(case, f["c_plus"], f["c_minus"], f["phi"])
+    assert set(forms) == set(torch_side)
+    for term, form in forms.items():
+        expr = apply_derivatives(apply_algebra_lowering(form))
+        ufl_side = np.array([float(expr((float(x),))) for x in points[:, 0]])
+        np.testing.assert_allclose(torch_side[term], ufl_side, rtol=0, atol=1e-12,
+                                   err_msg=f"npp eps={eps}: {term}")
+        assert np.abs(ufl_side).max() > 0.1   # far from zero on these fields

@@ -5,9 +5,13 @@ r"""The 1D Nernst-Planck-Poisson double layer by finite elements (a cross-check 
     (c+' + c+ phi')' = 0,   (c-' - c- phi')' = 0,   eps^2 phi'' + (c+ - c-) = 0,
     x = 0: phi = zeta, c+- = exp(-+zeta);   x = L: phi = 0, c+- = 1.
 
-Weak form (P2 for all three fields, tests s+, s-, q)::
+that is, with the fluxes J+ = c+' + c+ phi', J- = c-' - c- phi' and D = eps^2 phi'
+(:func:`fluxes`), J+' = 0, J-' = 0, D' + c+ - c- = 0 (:func:`strong_residuals`: the same
+equations as the PINN's residuals np_plus, np_minus, poisson in pinn/problems/npp.py;
+tests/test_equations.py evaluates both on the same fields). Weak form (P2 for all three
+fields, tests s+, s-, q; minus the strong form against the tests, integrated by parts)::
 
-    (c+' + c+ phi', s+') + (c-' - c- phi', s-') + (eps^2 phi', q') - (c+ - c-, q) = 0
+    (J+, s+') + (J-, s-') + (D, q') - (c+ - c-, q) = 0
 
 solved by Newton + MUMPS from the Debye-Hueckel guess phi = zeta exp(-sqrt(2) x / eps),
 c+- = exp(-+phi). The layer sits at x = 0, so the mesh is graded towards it:
@@ -28,7 +32,7 @@ from mpi4py import MPI
 from reference.fem import compat
 from reference.fem.eof import ATOL, RTOL, SolverError, dirichlet, newton, set_fields
 
-__all__ = ["NPPSolution", "solve", "graded_interval"]
+__all__ = ["NPPSolution", "solve", "graded_interval", "fluxes", "strong_residuals"]
 
 log = logging.getLogger("reference.fem")
 C_PLUS, C_MINUS, PHI = range(3)
@@ -62,6 +66,20 @@ class NPPSolution:
         return values
 
 
+def fluxes(case, c_plus, c_minus, phi):
+    """(J+, J-, D): J+- = grad c+- +- c+- grad phi, D = eps^2 grad phi (UFL)."""
+    grad = ufl.grad
+    return (grad(c_plus) + c_plus * grad(phi), grad(c_minus) - c_minus * grad(phi),
+            case.eps**2 * grad(phi))
+
+
+def strong_residuals(case, c_plus, c_minus, phi) -> dict:
+    """The equations in strong form (UFL), named as the PINN's residuals."""
+    j_plus, j_minus, d = fluxes(case, c_plus, c_minus, phi)
+    return {"np_plus": ufl.div(j_plus), "np_minus": ufl.div(j_minus),
+            "poisson": ufl.div(d) + c_plus - c_minus}
+
+
 def solve(case, n: int | None = None, beta: float = 2.0, comm=MPI.COMM_WORLD) -> NPPSolution:
     """Solve the NPP case on a graded P2 mesh of n cells (default: 40 cells per Debye
     length at the wall, at least 2000)."""
@@ -77,10 +95,10 @@ def solve(case, n: int | None = None, beta: float = 2.0, comm=MPI.COMM_WORLD) ->
     w = fem.Function(W)
     c_plus, c_minus, phi = ufl.split(w)
     s_plus, s_minus, q = ufl.TestFunctions(W)
-    grad, inner, dx = ufl.grad, ufl.inner, ufl.dx
-    F = (inner(grad(c_plus) + c_plus * grad(phi), grad(s_plus))
-         + inner(grad(c_minus) - c_minus * grad(phi), grad(s_minus))
-         + case.eps**2 * inner(grad(phi), grad(q)) - (c_plus - c_minus) * q) * dx
+    grad, inner = ufl.grad, ufl.inner
+    j_plus, j_minus, d = fluxes(case, c_plus, c_minus, phi)
+    F = (inner(j_plus, grad(s_plus)) + inner(j_minus, grad(s_minus)) + inner(d, grad(q))
+         - (c_plus - c_minus) * q) * ufl.dx
 
     guess = lambda x: case.zeta * np.exp(-x[0] / debye)
     set_fields(w, {C_PLUS: lambda x: np.exp(-guess(x)), C_MINUS: lambda x: np.exp(guess(x)),
