@@ -14,8 +14,8 @@ slice). A class from outside cannot be assumed to be: a matrix-aware method (Muo
 Shampoo) would treat a stack as one matrix, a closure-based one (L-BFGS) would treat all
 runs as one vector and couple them through its line search. So it gets what it would get
 from one plain model: :class:`PerRunOptimizer` builds one instance per run, over copies of
-that run's own tensors (each network's weight (out, in) and bias (out,)), moves the
-stacked gradients into them before a step and the new values back after it.
+that run's own tensors (each network's weight (out, in) and bias (out,)), copies the
+stacked values and gradients into them before a step and the new values back after it.
 
 Closures. ``step`` always receives a closure (torch's convention: it re-evaluates the loss
 at the current parameters, back-propagates and returns the loss). Its first call returns
@@ -159,6 +159,11 @@ class PerRunOptimizer:
         for p in self.params:
             p.grad = None
 
+    def _values_to(self, r: int) -> None:
+        with torch.no_grad():
+            for copy, (p, k) in zip(self.copies[r], self.places[r]):
+                copy.copy_(self.params[p][k])
+
     def _gradients_to(self, r: int) -> None:
         with torch.no_grad():
             for copy, (p, k) in zip(self.copies[r], self.places[r]):
@@ -176,6 +181,7 @@ class PerRunOptimizer:
         re-evaluates the (runs,) losses at the stacked parameters and back-propagates
         their sum (a run's block of the gradient depends on that run alone)."""
         for r, optimizer in enumerate(self.optimizers):
+            self._values_to(r)   # the stack is the truth (it may have been set from outside)
             self._gradients_to(r)
             fresh = [True]
 

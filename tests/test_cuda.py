@@ -184,6 +184,20 @@ def test_training_follows_the_cpu_float64_run(device, dtype, optimizer, balancin
         assert difference == 0.0  # the reference's own computation, again
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_an_optimizer_by_import_path_follows_the_cpu_float64_run(device):
+    """torch.optim:Adam by import path (one instance per run, on copies of each run's
+    tensors on the device: pinn.optimizers.PerRunOptimizer), a batch of two, follows the
+    built-in fused Adam's float64 CPU run to Adam's float64 tolerance."""
+    expected, _ = reference("adam", "gn", 2)
+    trainer = fresh([config.replace(optimizer="torch.optim:Adam")
+                     for config in configs(device, "float64", "adam", "gn", 2)])
+    assert {t.device.type for copies in trainer.optimizer.copies for t in copies} == {device}
+    histories = [result.history for result in trainer.run()]
+    assert largest_difference(histories, expected, compared("adam")) <= tolerance(
+        "adam", "gn", "float64")
+
+
 @pytest.mark.parametrize("runs", [1, 2], ids=["single", "batched"])
 @pytest.mark.parametrize("optimizer, balancing", METHODS)
 def test_the_compared_runs_are_well_conditioned(optimizer, balancing, runs):

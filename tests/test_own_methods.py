@@ -203,7 +203,10 @@ def test_a_bad_method_fails_when_the_config_is_built(changes, message):
 @pytest.mark.parametrize("argv, message", [
     (["--optimizer", "torch.optim:Adam", "--optimizer-args", "{nope"], "not a JSON object"),
     (["--optimizer", "torch.optim:Adam", "--optimizer-args", "amsgrad"], "NAME=VALUE"),
-    (["--optimizer", "torch.optim:Adam", "--optimizer-args", "bogus=1"], "cannot be built"),
+    (["--optimizer", "torch.optim:Adam", "--optimizer-args", "bogus=1"],
+     "has no parameter(s) ['bogus']"),
+    (["--optimizer", "torch.optim:Adam", "--optimizer-args", "betas=[2, 0.9]"],
+     "cannot be built with lr=0.001 and arguments {'betas': [2, 0.9]}: ValueError"),
 ])
 def test_the_cli_refuses_bad_arguments(argv, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
