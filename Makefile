@@ -12,12 +12,27 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export H5PY_ALWAYS_USE_MPI := 1
 export OMPI_MCA_rmaps_base_oversubscribe := 1
 
+# make test runs the finite-element tests a second time on the PyPI wheel's DOLFINx 0.11
+# (.venv-fe11, built by scripts/setup.sh where a Python >= 3.12 exists; FE11=0 skips it).
+# Its DOLFINx libraries find the wheel's MPICH (libmpi.so.12) through LD_LIBRARY_PATH.
+FE11_VENV := .venv-fe11
+FE_TESTS := $(wildcard tests/test_fem_*.py)
+
 .PHONY: setup test bench references clean
 setup:
 	@scripts/setup.sh
 
 test: setup
+	@echo "== make test 1/2: every test in .venv (DOLFINx from the system or conda)"
 	$(PY) -m pytest tests/
+	@if [ "$(FE11)" != 0 ] && [ -f $(FE11_VENV)/.setup-stamp ]; then \
+	    echo "== make test 2/2: the finite-element tests in $(FE11_VENV) (the PyPI DOLFINx wheel)"; \
+	    echo "LD_LIBRARY_PATH=$(FE11_VENV)/lib $(FE11_VENV)/bin/python -m pytest $(FE_TESTS)"; \
+	    LD_LIBRARY_PATH="$(CURDIR)/$(FE11_VENV)/lib$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH}" \
+	        $(FE11_VENV)/bin/python -m pytest $(FE_TESTS); \
+	else \
+	    echo "== make test 2/2 skipped: no $(FE11_VENV) (FE11=0, or no Python >= 3.12: see the set-up's message)"; \
+	fi
 
 bench: setup
 	$(PY) -m pytest suite/ --profile $(PROFILE) --device $(DEVICE) --benchmark-json $(BENCH_JSON)
@@ -26,4 +41,4 @@ references: setup
 	mpirun -n $(NP) $(PY) -m reference generate --all
 
 clean:
-	rm -rf .venv .pytest_cache .benchmarks
+	rm -rf .venv $(FE11_VENV) .pytest_cache .benchmarks

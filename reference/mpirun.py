@@ -4,6 +4,11 @@ Open MPI refuses to run as root (containers, CI) unless told it may, and refuses
 ranks than cores unless oversubscription is allowed; Debian's h5py picks its MPI build only
 when asked. The Makefile exports the same variables; code that starts ``mpirun`` itself
 uses :func:`mpirun`.
+
+Which ``mpirun``: the one beside the running interpreter when there is one (the PyPI
+DOLFINx wheel's venv, ``.venv-fe11``, brings MPICH's; a conda environment its own), else
+the first on PATH (Debian's Open MPI for ``.venv``). A launcher of another MPI would start
+N separate one-rank processes.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 __all__ = ["MPI_ENV", "mpi_env", "mpirun"]
 
@@ -29,7 +36,8 @@ def mpi_env() -> dict[str, str]:
 
 def mpirun(n: int, command: list[str], **kwargs) -> subprocess.CompletedProcess:
     """``mpirun -n N command...`` (``subprocess.run`` keywords pass through)."""
-    executable = shutil.which("mpirun")
+    beside = Path(sys.executable).parent / "mpirun"
+    executable = str(beside) if os.access(beside, os.X_OK) else shutil.which("mpirun")
     if executable is None:
         raise RuntimeError("mpirun is not installed (Debian: openmpi-bin; run `make setup`)")
     return subprocess.run([executable, "-n", str(n), *command], env=mpi_env(), **kwargs)
