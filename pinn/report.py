@@ -46,7 +46,8 @@ def format_summary(summary: dict, deferred: dict | None = None,
     tail ratio's interval over seeds and its verdict: :mod:`pinn.claims`), then each
     system's weakest-coupling error of its best method (against ``converged_l2``, the bound
     a verdict needs); ``deferred`` (system -> reason) lists the systems the profile leaves out."""
-    lines = [f"{'system':<14} {'method':<10} {'L2 weak':>9} {'L2 strong':>9} "
+    width = max([10] + [len(method) for methods in summary.values() for method in methods])
+    lines = [f"{'system':<14} {'method':<{width}} {'L2 weak':>9} {'L2 strong':>9} "
              f"{'final ratio':>11}  {'paper protocol':<24} {'tail ratio [95% interval]':<27} "
              "tail verdict"]
     for case, methods in summary.items():
@@ -54,7 +55,7 @@ def format_summary(summary: dict, deferred: dict | None = None,
             weak, strong = (row["l2_final"][f"{c:g}"] for c in
                             (row["couplings"][0], row["couplings"][-1]))
             claim = f"{row['claim']}: {row['paper_verdict']}" if "claim" in row else ""
-            lines.append(f"{case:<14} {method:<10} {fmt(weak):>9} {fmt(strong):>9} "
+            lines.append(f"{case:<14} {method:<{width}} {fmt(weak):>9} {fmt(strong):>9} "
                          f"{fmt(row['degradation'], '.2f') + 'x':>11}  {claim:<24} "
                          f"{ratio_text(row['tail_interval']):<27} {verdict_text(row)}")
     weakest = []
