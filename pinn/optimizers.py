@@ -35,7 +35,7 @@ from typing import Callable, Sequence
 import torch
 
 __all__ = ["BUILTIN", "is_import_path", "load_class", "label", "split_method", "describe",
-           "check_optimizer", "PerRunOptimizer"]
+           "check_optimizer", "PerRunOptimizer", "TwoPhase"]
 
 BUILTIN = ("adam", "soap")
 
@@ -206,3 +206,39 @@ class PerRunOptimizer:
         for optimizer, state in zip(self.optimizers, states):
             optimizer.load_state_dict(state)
 
+
+
+class TwoPhase(torch.optim.Optimizer):
+    """The common "Adam, then L-BFGS" recipe as one optimizer: ``first`` for the first
+    ``switch`` steps, ``second`` after them, both over the same parameters and each given
+    by import path with its own keyword arguments. ``lr`` is the first phase's (and the only
+    one a schedule scales); the second keeps its own (L-BFGS: ``second_args={"lr": 1}``,
+    its default). Use it as ``--optimizer pinn.optimizers:TwoPhase --optimizer-args
+    '{"switch": 5000, "second_args": {"line_search_fn": "strong_wolfe"}}'``."""
+
+    def __init__(self, params, lr: float = 1e-3, first: str = "torch.optim:Adam",
+                 second: str = "torch.optim:LBFGS", switch: int = 1000,
+                 first_args: dict | None = None, second_args: dict | None = None):
+        params = list(params)
+        if isinstance(switch, bool) or not isinstance(switch, int) or switch < 0:
+            raise ValueError(f"switch must be an integer >= 0 (the steps of the first phase), "
+                             f"got {switch!r}")
+        super().__init__(params, {"lr": lr})
+        base = torch.optim.Optimizer
+        self.phases = (load_class(first, "optimizer", base)(params, lr=lr, **(first_args or {})),
+                       load_class(second, "optimizer", base)(params, **(second_args or {})))
+        self.param_groups = self.phases[0].param_groups   # the schedule scales phase 1
+        self.switch, self.steps = switch, 0
+
+    def step(self, closure=None):
+        phase = self.phases[0 if self.steps < self.switch else 1]
+        self.steps += 1
+        return phase.step(closure)
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps, "phases": [phase.state_dict() for phase in self.phases]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = int(state["steps"])
+        for phase, phase_state in zip(self.phases, state["phases"]):
+            phase.load_state_dict(phase_state)
