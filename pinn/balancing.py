@@ -261,11 +261,11 @@ def make_balancer(scheme: str, terms: Sequence[str], every: int = 1000, *,
     or the import path of a :class:`Balancer` subclass (``"package.module:Class"``), built
     with the keyword arguments ``args``. ``residuals`` are the PDE residual terms (LRA's
     reference); ``runs`` batches R runs."""
+    from .optimizers import is_import_path, load_class
+
     if scheme in SCHEMES:
         cls = SCHEMES[scheme]
-    elif ":" in str(scheme):
-        from .optimizers import load_class
-
+    elif is_import_path(scheme):
         cls = load_class(scheme, "balancing", Balancer)
     else:
         raise ValueError(f"unknown balancing scheme {scheme!r}; valid: {sorted(SCHEMES)} or "

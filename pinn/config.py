@@ -223,9 +223,10 @@ class TrainConfig:
 
     def _check_balancing(self) -> None:
         from .balancing import make_balancer
+        from .optimizers import is_import_path
 
         _arguments("balancing_args", self.balancing_args)
-        if ":" not in self.balancing:
+        if not is_import_path(self.balancing):
             _choice("balancing", self.balancing, BALANCING + ("package.module:Class",))
         # built once on two dummy terms: a bad class or argument fails here
         make_balancer(self.balancing, ("pde", "bc"), self.balance_every, residuals=("pde",),

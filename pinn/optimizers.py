@@ -34,11 +34,8 @@ from typing import Callable, Sequence
 
 import torch
 
-__all__ = ["BUILTIN", "is_import_path", "load_class", "label", "split_method", "describe",
+__all__ = ["is_import_path", "load_class", "label", "split_method", "describe",
            "check_optimizer", "PerRunOptimizer", "TwoPhase"]
-
-BUILTIN = ("adam", "soap")
-
 
 def is_import_path(name: str) -> bool:
     """``"package.module:Class"`` (as opposed to a built-in name)."""
