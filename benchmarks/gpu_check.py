@@ -61,10 +61,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pinn.config import TrainConfig  # noqa: E402
+from pinn.training.config import TrainConfig  # noqa: E402
 from pinn.problems import get_problem  # noqa: E402
-from pinn.threads import apply_thread_policy  # noqa: E402
-from pinn.trainer import Trainer, sync  # noqa: E402
+from pinn.training.threads import apply_thread_policy  # noqa: E402
+from pinn.training.trainer import Trainer, sync  # noqa: E402
 from reference.cases import get_case  # noqa: E402
 from suite.profiles import PAPER  # noqa: E402
 from trainer_speed import naive_step  # noqa: E402  (benchmarks/: the naive baseline)

@@ -58,7 +58,7 @@ ROWS = {
 
 def _engine(configs):
     """This checkout's engine of ``configs``, or the one before it (pinn.batched)."""
-    from pinn import trainer
+    from pinn.training import trainer
 
     try:
         return trainer.Trainer(configs)
@@ -71,7 +71,7 @@ def _engine(configs):
 
 
 def _configs(row: str, dtype: str, compile: bool = False):
-    from pinn.config import TrainConfig
+    from pinn.training.config import TrainConfig
 
     case, params, width, depth, n_points, optimizer, runs = ROWS[row]
     extra = {"compile": True} if compile else {}  # (the earlier engine has no such field)

@@ -6,7 +6,7 @@
 For each case and optimizer (with GN balancing, the recipe's 4 x 64 networks and 200
 points), side by side in one process:
 
-- ``sequential``: the engine with one run (:class:`pinn.trainer.Trainer`); R runs one after another do R x steps
+- ``sequential``: the engine with one run (:class:`pinn.training.trainer.Trainer`); R runs one after another do R x steps
   in R times its time, so its throughput is 1 / (seconds per step) whatever R is.
 - ``batched R``: the engine with R runs (seeds 0..R-1); its
   throughput is R / (seconds per batched step).
@@ -31,8 +31,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pinn.config import TrainConfig  # noqa: E402
-from pinn.trainer import Trainer  # noqa: E402
+from pinn.training.config import TrainConfig  # noqa: E402
+from pinn.training.trainer import Trainer  # noqa: E402
 
 
 def block_seconds(trainer, steps: int) -> float:

@@ -7,7 +7,7 @@
 Variants, each on the same model (same seed, so the same initial weights) and the same
 collocation points, GN refreshed every 1000 steps:
 
-- ``trainer``: :meth:`pinn.trainer.Trainer.train_step`. Per-term gradients only on refresh
+- ``trainer``: :meth:`pinn.training.trainer.Trainer.train_step`. Per-term gradients only on refresh
   steps; otherwise one backward pass of sum_i lambda_i L_i.
 - ``naive``: what the public scripts do: every step, back-propagate every loss term
   separately (``zero_grad``; ``L_i.backward(retain_graph=True)``; keep a copy of the
@@ -16,7 +16,7 @@ collocation points, GN refreshed every 1000 steps:
 - the trainer with SOAP vs the trainer with Adam (the price of the preconditioner).
 
 Each variant runs on the derivative paths ``--paths``: "analytic" (the default: input
-derivatives propagated forward through the MLPs, :meth:`pinn.networks.MLP.derivatives`)
+derivatives propagated forward through the MLPs, :meth:`pinn.training.networks.MLP.derivatives`)
 and/or "autograd" (nested autograd, inside :func:`pinn.problems.base.autograd_derivatives`).
 With ``--repeats R`` every (variant, path) is timed R times in turn, so that the variants
 share the machine's load alike, and the median is reported.
@@ -39,9 +39,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pinn.config import DEVICES, DTYPES, TrainConfig  # noqa: E402
+from pinn.training.config import DEVICES, DTYPES, TrainConfig  # noqa: E402
 from pinn.problems.base import autograd_derivatives  # noqa: E402
-from pinn.trainer import Trainer, sync  # noqa: E402
+from pinn.training.trainer import Trainer, sync  # noqa: E402
 
 PATHS = {"analytic": contextlib.nullcontext, "autograd": autograd_derivatives}
 

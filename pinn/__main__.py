@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 def train_command(subparsers) -> None:
-    from . import config as cfg
+    from .training import config as cfg
 
     parser = subparsers.add_parser(
         "train", help="train one PINN",
@@ -31,8 +31,8 @@ def train_command(subparsers) -> None:
     def run(args) -> int:
         from reference.store import ReferenceFileError, check_writable
 
-        from .checkpoint import CheckpointError
-        from .trainer import CONFIG, train
+        from .training.checkpoint import CheckpointError
+        from .training.trainer import CONFIG, train
 
         try:
             base = None
@@ -67,7 +67,7 @@ def train_command(subparsers) -> None:
 
 
 def ntk_command(subparsers) -> None:
-    from .ntk_command import add_ntk_parser
+    from .analysis.ntk_command import add_ntk_parser
 
     add_ntk_parser(subparsers)
 
@@ -80,7 +80,7 @@ def report_command(subparsers) -> None:
     parser.add_argument("--out", default=None, help="output folder (default: next to the JSON)")
 
     def run(args) -> int:
-        from .report import write_report
+        from .analysis.report import write_report
 
         try:
             path = write_report(args.json, args.out)
@@ -107,7 +107,7 @@ def errors_command(subparsers) -> None:
     def run(args) -> int:
         from reference import store
 
-        from .analysis import check_reference, error_fields, load_model, plot_error_fields
+        from .analysis.errors import check_reference, error_fields, load_model, plot_error_fields
 
         from reference.cases import FE_CASES
 
@@ -163,7 +163,7 @@ def sweep_command(subparsers) -> None:
     parser.add_argument("--no-progress", dest="progress", action="store_false")
 
     def run(args) -> int:
-        from .sweep import index_finished, load_spec, plan, run_sweep
+        from .training.sweep import index_finished, load_spec, plan, run_sweep
 
         budget = {key: value for key, value in (("steps", args.steps), ("device", args.device),
                                                 ("compile", args.compile)) if value is not None}
@@ -211,7 +211,7 @@ def results_command(subparsers) -> None:
     render.add_argument("--out", default="docs/results.md", help="the Markdown page to write")
 
     def run(args) -> int:
-        from .results import write_json, write_page
+        from .analysis.results import write_json, write_page
 
         try:
             if args.action == "collect":
@@ -230,7 +230,7 @@ def compare_command(subparsers) -> None:
     parser = subparsers.add_parser(
         "compare", help="result files side by side (suite or study JSONs)",
         description="One table per system: final L2 per method and coupling, steps/s, "
-                    "degradation and verdicts, one column per file (pinn/compare.py).")
+                    "degradation and verdicts, one column per file (pinn/analysis/compare.py).")
     parser.add_argument("json", nargs="+", help="suite JSONs (pytest --benchmark-json) or "
                                                 "study JSONs (pinn results collect)")
     parser.add_argument("--out", default=None, help="also write the table (Markdown) here")
@@ -238,7 +238,7 @@ def compare_command(subparsers) -> None:
                         help="compare files of different profiles or references")
 
     def run(args) -> int:
-        from .compare import compare
+        from .analysis.compare import compare
 
         try:
             text = compare(args.json, allow_mismatch=args.allow_mismatch)
@@ -284,10 +284,10 @@ def _negative_values(argv: list[str]) -> list[str]:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(_negative_values(sys.argv[1:] if argv is None else list(argv)))
-    from .threads import apply_thread_policy
+    from .training.threads import apply_thread_policy
 
     try:
-        apply_thread_policy()  # one thread per process (pinn.threads)
+        apply_thread_policy()  # one thread per process (pinn.training.threads)
     except ValueError as error:
         parser.error(str(error))
     return args.run(args)

@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from pinn.config import TrainConfig
-from pinn.ntk import checkpoint_report
-from pinn.ntk_command import write_csv
-from pinn.trainer import CHECKPOINT, train
+from pinn.training.config import TrainConfig
+from pinn.analysis.ntk import checkpoint_report
+from pinn.analysis.ntk_command import write_csv
+from pinn.training.trainer import CHECKPOINT, train
 
 # system -> (coupling parameter value, lr, training points)
 RUNS = {

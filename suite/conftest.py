@@ -18,10 +18,10 @@ import time
 
 import pytest
 
-from pinn.claims import summarise
-from pinn.config import DEVICES
-from pinn.report import format_summary
-from pinn.threads import apply_thread_policy
+from pinn.analysis.claims import summarise
+from pinn.training.config import DEVICES
+from pinn.analysis.report import format_summary
+from pinn.training.threads import apply_thread_policy
 from reference.cases import CASES
 
 from .profiles import PROFILES, get_profile
@@ -88,7 +88,7 @@ def pytest_configure(config):
                 f"valid cases: {sorted(profile.couplings)}"
             )
     try:
-        apply_thread_policy()  # one thread per process (pinn.threads)
+        apply_thread_policy()  # one thread per process (pinn.training.threads)
     except ValueError as err:
         raise pytest.UsageError(str(err)) from None
     config.stash[_RESULTS] = []
@@ -125,7 +125,7 @@ class StudyProgress:
         self.work, self.done, self.batches, self.start = {}, 0.0, 0, None
 
     def _work(self, spec) -> float:
-        from pinn.recipe import recipe
+        from pinn.training.recipe import recipe
 
         case, _, _, runs = spec
         budget = self.profile.budgets[case]

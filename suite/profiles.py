@@ -3,7 +3,7 @@
 A profile is a plain config (jaxpi style): the systems with their couplings (weak to
 strong), the methods (optimizer x balancing; any optimizer or balancer by import path,
 with its keyword arguments), the seeds, and per system the training budget. The runs of one system and method (every coupling and seed) train together as one
-batch (:mod:`pinn.trainer`), which is one benchmark of the suite.
+batch (:mod:`pinn.training.trainer`), which is one benchmark of the suite.
 
 ``smoke`` (the default) is sized by measurement to fit ``make bench`` in ten minutes on a
 2-core CPU with converged weak-coupling errors (``converged_l2``: a degradation ratio of
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pinn.claims import CLAIM_RATIO, CONVERGED_L2
-from pinn.recipe import recipe
+from pinn.analysis.claims import CLAIM_RATIO, CONVERGED_L2
+from pinn.training.recipe import recipe
 from reference.cases import CASES
 
 METHODS = (("adam", "none"), ("adam", "gn"), ("soap", "none"), ("soap", "gn"))
@@ -123,7 +123,7 @@ SMOKE = Profile(
 )
 
 def _published(case: str, eval_every: int) -> Budget:
-    """The published recipe of ``case`` (pinn/recipe.py), evaluated every ``eval_every``."""
+    """The published recipe of ``case`` (pinn/training/recipe.py), evaluated every ``eval_every``."""
     r = recipe(case)
     return Budget(steps=r.steps, lr=r.lr, width=r.width, depth=r.depth, n_points=r.n_points,
                   eval_every=eval_every)

@@ -8,8 +8,8 @@ by :func:`run`, the same benchmark from Python::
 
 Each record is what the suite's JSON holds per run (``extra_info["runs"]``): per-field
 relative L2 (final, best, at the lowest loss), the tail statistic of L2_avg
-(:func:`pinn.statistics.tail`), steps/s, the optimizer as run (class, version, arguments),
-the reference file and its sha256. ``pinn.claims.summarise(records)`` gives the verdicts.
+(:func:`pinn.analysis.statistics.tail`), steps/s, the optimizer as run (class, version, arguments),
+the reference file and its sha256. ``pinn.analysis.claims.summarise(records)`` gives the verdicts.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import dataclasses
 
 import torch
 
-from pinn.optimizers import split_method
+from pinn.optim.optimizers import split_method
 from pinn.problems import get_problem
-from pinn.trainer import TrainConfig, json_safe, resolve_device, train_batch
+from pinn.training.trainer import TrainConfig, json_safe, resolve_device, train_batch
 from reference import store
 from reference.cases import CASES, get_case
 
@@ -116,7 +116,7 @@ def run(methods="soap+gn", cases=None, profile: str | Profile = "smoke", *, devi
         seeds=None, optimizer_args=None, balancing_args=None, reference_root="data") -> list:
     """The benchmark of ``methods`` on ``cases`` (default: the profile's) at ``profile``'s
     budget; returns one record per run, as in the suite's JSON (module docstring)."""
-    from pinn.threads import apply_thread_policy
+    from pinn.training.threads import apply_thread_policy
 
     if isinstance(profile, str):
         profile = get_profile(profile)

@@ -7,7 +7,7 @@ import torch
 import xarray as xr
 
 from pinn.__main__ import main
-from pinn.analysis import error_fields, plot_error_fields
+from pinn.analysis.errors import error_fields, plot_error_fields
 from reference import store
 from reference.cases import get_case
 from reference.exact import channel_profile
@@ -92,7 +92,7 @@ def test_netcdf_round_trip_and_plot(reference, tmp_path):
 
 
 def test_run_directory(tmp_path, reference):
-    from pinn.trainer import TrainConfig, train
+    from pinn.training.trainer import TrainConfig, train
 
     config = TrainConfig(case="eof-straight", case_params={"eps": 0.2}, optimizer="adam",
                          steps=3, eval_every=3, width=8, depth=2, n_points=20, seed=1,

@@ -4,7 +4,7 @@ the comments next to it."""
 import pytest
 import torch
 
-from pinn.balancing import GradNormBalancer, LearningRateAnnealing, NoBalancing, make_balancer
+from pinn.optim.balancing import GradNormBalancer, LearningRateAnnealing, NoBalancing, make_balancer
 
 D = torch.float64
 
@@ -90,7 +90,7 @@ def test_state_dict_round_trip_and_mismatch():
     (lambda: make_balancer("lra", ["pde", "bc"], residuals=["nope"]), "among the terms"),
     (lambda: make_balancer("gn", ["a"], alpha=0.5), "cannot be built with arguments"),
     (lambda: make_balancer("nowhere.at_all:Scheme", ["a"]), "cannot import module"),
-    (lambda: make_balancer("torch.optim:Adam", ["a"]), "not a subclass of pinn.balancing"),
+    (lambda: make_balancer("torch.optim:Adam", ["a"]), "not a subclass of pinn.optim.balancing"),
     (lambda: GradNormBalancer(["a"], momentum=1.0), "momentum must lie in"),
     (lambda: make_balancer("gn", ["a", "a"]), "distinct"),
     (lambda: make_balancer("gn", ["a", "b"]).update(1, [[t(1.0)]]), "gradients of 2 terms"),
@@ -104,7 +104,7 @@ def test_bad_arguments(call, message):
 def test_batched_rows_are_the_single_run_weights(scheme):
     """runs = R: row r of the weights is what a balancer of run r alone computes. Run r's
     gradients are GRADS scaled per term (so each run has its own weights), stacked on a
-    leading run axis as the engine (pinn.trainer) passes them."""
+    leading run axis as the engine (pinn.training.trainer) passes them."""
     terms = ["a", "b", "c"]
     scales = [(1.0, 1.0, 1.0), (2.0, 0.5, 3.0)]
     per_run = [[[s * g for g in term] for s, term in zip(scale, GRADS)] for scale in scales]

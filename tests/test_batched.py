@@ -7,14 +7,14 @@ import math
 import pytest
 import torch
 
-from pinn.balancing import make_balancer
-from pinn.config import TrainConfig
-from pinn.networks import MLP, build_model
+from pinn.optim.balancing import make_balancer
+from pinn.training.config import TrainConfig
+from pinn.training.networks import MLP, build_model
 from pinn.problems import get_problem
-from pinn.soap import SOAP
-from pinn.soap_batched import BatchedSOAP
-from pinn.stacked import StackedMLP, StackedNetworks
-from pinn.trainer import (
+from pinn.optim.soap import SOAP
+from pinn.optim.soap_batched import BatchedSOAP
+from pinn.training.stacked import StackedMLP, StackedNetworks
+from pinn.training.trainer import (
     Trainer,
     run_optimizer_state,
     stacked_optimizer_state,
@@ -348,14 +348,14 @@ def test_a_checkpoint_resumes_under_another_stacking(tmp_path, monkeypatch):
     """A run's checkpoint holds its optimizer state per network of its own model, whatever
     the stacking that wrote it: 10 steps in a batch of two with one stack per network, then
     10 more alone in one stack, follow 20 steps alone (Adam + GN, float64, to 1e-10)."""
-    import pinn.stacked
+    import pinn.training.stacked
 
     def config(name, steps, **run):
         return small(steps=steps, eval_every=5, checkpoint_every=10, balance_every=5,
                      run_dir=str(tmp_path / name), **run)
 
     straight = train(config("straight", 20, **RUNS[0]))
-    monkeypatch.setattr(pinn.stacked, "STACK_FLOATS", 1)  # one stack per network
+    monkeypatch.setattr(pinn.training.stacked, "STACK_FLOATS", 1)  # one stack per network
     batch = Trainer([config("split", 10, **RUNS[0]), config("other", 10, **RUNS[1])])
     assert len(batch.model.stacks) == 2
     batch.run()

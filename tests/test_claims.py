@@ -1,13 +1,13 @@
-"""The coupling claim as a test on runs (pinn.claims) and the interval over seeds
-(pinn.statistics), on hand-made records and histories with known tails and spreads."""
+"""The coupling claim as a test on runs (pinn.analysis.claims) and the interval over seeds
+(pinn.analysis.statistics), on hand-made records and histories with known tails and spreads."""
 
 import math
 
 import pytest
 
-from pinn.claims import judge, overall, summarise, system_verdicts
-from pinn.report import format_summary
-from pinn.statistics import log_interval, seeds_to_decide, tail
+from pinn.analysis.claims import judge, overall, summarise, system_verdicts
+from pinn.analysis.report import format_summary
+from pinn.analysis.statistics import log_interval, seeds_to_decide, tail
 
 
 def rec(case, value, method, l2, seed=0, tail_l2=None):

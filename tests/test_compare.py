@@ -6,7 +6,7 @@ import json
 import pytest
 
 from pinn.__main__ import main
-from pinn.compare import compare
+from pinn.analysis.compare import compare
 
 
 def suite_json(path, l2, profile="smoke", sha="a" * 64, speed=50.0):

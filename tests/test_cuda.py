@@ -56,15 +56,15 @@ from test_derivatives import autograd_reference, random_mlp
 from test_trainer import one_thread, small  # noqa: F401  (one_thread: autouse fixture)
 
 from pinn.__main__ import main
-from pinn.analysis import error_fields
-from pinn.config import TrainConfig
-from pinn.networks import build_model
-from pinn.ntk import ntk_at
+from pinn.analysis.errors import error_fields
+from pinn.training.config import TrainConfig
+from pinn.training.networks import build_model
+from pinn.analysis.ntk import ntk_at
 from pinn.problems.base import autograd_derivatives, field_derivatives
-from pinn.soap import SOAP
-from pinn.soap_batched import BatchedSOAP
-from pinn.stacked import StackedMLP, StackedNetworks
-from pinn.trainer import Trainer, train
+from pinn.optim.soap import SOAP
+from pinn.optim.soap_batched import BatchedSOAP
+from pinn.training.stacked import StackedMLP, StackedNetworks
+from pinn.training.trainer import Trainer, train
 from reference import store
 from reference.cases import get_case
 
@@ -187,7 +187,7 @@ def test_training_follows_the_cpu_float64_run(device, dtype, optimizer, balancin
 @pytest.mark.parametrize("device", DEVICES)
 def test_an_optimizer_by_import_path_follows_the_cpu_float64_run(device):
     """torch.optim:Adam by import path (one instance per run, on copies of each run's
-    tensors on the device: pinn.optimizers.PerRunOptimizer), a batch of two, follows the
+    tensors on the device: pinn.optim.optimizers.PerRunOptimizer), a batch of two, follows the
     built-in fused Adam's float64 CPU run to Adam's float64 tolerance."""
     expected, _ = reference("adam", "gn", 2)
     trainer = fresh([config.replace(optimizer="torch.optim:Adam")
@@ -236,7 +236,7 @@ def test_float32_matmuls_are_full_float32(device):
 # --- input derivatives ------------------------------------------------------------------
 @pytest.mark.parametrize("device", DEVICES)
 def test_stacked_input_derivatives_equal_autograd_on_the_device(device):
-    """pinn/stacked.py on the device, float64: the forward-propagated value, d/dx_i and
+    """pinn/training/stacked.py on the device, float64: the forward-propagated value, d/dx_i and
     d2/dx_i^2 of three stacked 2D networks (random biases) against nested autograd of each
     network on the device, and a stacked EOF model's fields against its autograd path; to
     1e-12 as tests/test_derivatives.py on the CPU (two exact formulas, differing by
@@ -331,7 +331,7 @@ def test_soap_steps_on_the_device_equal_the_cpu_ones(device, dtype, batched, opt
 @pytest.mark.parametrize("device", DEVICES)
 def test_eigendecomposition_fallbacks_on_the_device(device, monkeypatch):
     """BatchedSOAP's first step when the batched eigh fails: every run is retried alone
-    (pinn.soap._eigenbasis), giving on the device orthonormal bases that diagonalise the
+    (pinn.optim.soap._eigenbasis), giving on the device orthonormal bases that diagonalise the
     factors, columns by descending eigenvalue; when every attempt fails, the identity with
     a RuntimeWarning."""
     real_eigh = torch.linalg.eigh
@@ -440,7 +440,7 @@ def test_error_fields_of_a_run_trained_on_the_device(tmp_path, device, capsys):
                                           ("eof-straight", {"eps": 0.2})])
 @pytest.mark.parametrize("device", DEVICES)
 def test_ntk_spectra_on_the_device_equal_the_cpu_ones(device, name, params):
-    """pinn.ntk.ntk_at on the device against the CPU (float64): lambda_max(K) to 1e-10, the
+    """pinn.analysis.ntk.ntk_at on the device against the CPU (float64): lambda_max(K) to 1e-10, the
     K eigenvalues above 1e-8 lambda_max to 1e-8 (an SVD resolves sigma_k to ~1e-16
     sigma_max, so lambda_k = sigma_k^2 to ~1e-16 lambda_max / (sigma_k / sigma_max) <= 1e-12
     relative there), the K_P spectrum to 1e-8 (its values lie in [0, S]), the same ranks
@@ -488,7 +488,7 @@ def test_the_suite_trains_and_scores_on_the_device(tmp_path, device):
 def test_a_sweep_rank_takes_the_gpu_of_its_local_rank(device, monkeypatch):
     """Under mpirun every rank uses GPU (rank on its node) % (GPUs on the node). The CPU leg
     checks the choice with a stand-in for torch.cuda (two GPUs); the CUDA leg makes it."""
-    from pinn import sweep
+    from pinn.training import sweep
 
     for name in sweep._LOCAL_RANK_VARIABLES:
         monkeypatch.delenv(name, raising=False)
@@ -548,7 +548,7 @@ def test_no_host_device_synchronisation_between_evaluations(device, optimizer, h
     .tolist(), truth values; tests/test_trainer.py checks train_step alone the same way)
     and, on CUDA, no operation synchronises (torch.cuda.set_sync_debug_mode("error")
     raises if one does). Steps 5-12 include GN refreshes (6, 11) and SOAP basis refreshes."""
-    import pinn.trainer
+    import pinn.training.trainer
 
     trainer = Trainer([small(case="eof-patch", optimizer=optimizer, width=8, n_points=40,
                              balance_every=5, steps=12, eval_every=4, dtype="float32",
@@ -561,7 +561,7 @@ def test_no_host_device_synchronisation_between_evaluations(device, optimizer, h
         if device == "cuda":
             torch.cuda.set_sync_debug_mode("error" if on else "default")
 
-    check, sync, step = trainer._check, pinn.trainer.sync, trainer.train_step
+    check, sync, step = trainer._check, pinn.training.trainer.sync, trainer.train_step
 
     def evaluation(*args, **kwargs):  # the end of an interval: anything goes until it is over
         watch(False)
@@ -578,7 +578,7 @@ def test_no_host_device_synchronisation_between_evaluations(device, optimizer, h
         return step()
 
     trainer._check, trainer.train_step = evaluation, counted_step
-    monkeypatch.setattr(pinn.trainer, "sync", synchronise)
+    monkeypatch.setattr(pinn.training.trainer, "sync", synchronise)
     try:
         [result, _] = trainer.run()
     finally:

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from pinn import ntk
-from pinn.networks import MLP, FieldNetworks, build_model
+from pinn.analysis import ntk
+from pinn.training.networks import MLP, FieldNetworks, build_model
 from pinn.problems import PROBLEMS, get_problem
 from pinn.problems.base import autograd_derivatives, field_derivatives
 from reference.cases import get_case

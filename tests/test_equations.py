@@ -56,7 +56,7 @@ class Field(torch.nn.Module):
 
 
 class Manufactured(torch.nn.Module):
-    """The manufactured fields as a model of one network per field (pinn.networks' shape)."""
+    """The manufactured fields as a model of one network per field (pinn.training.networks' shape)."""
 
     def __init__(self):
         super().__init__()

@@ -12,8 +12,8 @@ import torch
 
 from pinn.problems import PROBLEMS
 from pinn.problems.base import IntervalProblem
-from pinn.recipe import PUBLISHED, Recipe
-from pinn.trainer import TrainConfig, train
+from pinn.training.recipe import PUBLISHED, Recipe
+from pinn.training.trainer import TrainConfig, train
 from reference.cases import CASES, Case
 from suite.profiles import SMOKE, Profile   # (before the new case exists: see the last test)
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from pinn.networks import MLP, FieldNetworks, build_model
+from pinn.training.networks import MLP, FieldNetworks, build_model
 from reference.cases import get_case
 
 

@@ -1,4 +1,4 @@
-"""NTK analysis (pinn.ntk): the Jacobian against finite differences, K_P against kernels
+"""NTK analysis (pinn.analysis.ntk): the Jacobian against finite differences, K_P against kernels
 with known spectra, lambda_max(K_P) = S for over-parameterised networks on every coupled
 system, the gamma^2 growth of lambda_max(K) on thermo, rank-deficiency detection, the CLI."""
 
@@ -12,10 +12,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pinn import ntk
+from pinn.analysis import ntk
 from pinn.__main__ import main
-from pinn.checkpoint import load as load_checkpoint
-from pinn.networks import build_model
+from pinn.training.checkpoint import load as load_checkpoint
+from pinn.training.networks import build_model
 from pinn.problems import get_problem
 from reference.cases import get_case
 
@@ -280,8 +280,8 @@ def test_load_state_and_logger_see_the_same_kernel():
 
 
 def test_checkpoint_of_a_training_run(tmp_path):
-    from pinn.config import TrainConfig
-    from pinn.trainer import CHECKPOINT, train
+    from pinn.training.config import TrainConfig
+    from pinn.training.trainer import CHECKPOINT, train
 
     config = TrainConfig(case="thermo", case_params={"gamma": 10.0}, optimizer="adam",
                          steps=3, eval_every=3, width=8, depth=1, n_points=5,

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from pinn.__main__ import main
-from pinn.balancing import Balancer
-from pinn.sweep import load_spec, run_sweep
-from pinn.trainer import Trainer, TrainConfig, train, train_batch
+from pinn.optim.balancing import Balancer
+from pinn.training.sweep import load_spec, run_sweep
+from pinn.training.trainer import Trainer, TrainConfig, train, train_batch
 
 HERE = "test_own_methods"
 
@@ -193,7 +193,7 @@ def test_the_suite_runs_an_own_method():
     ({"optimizer_args": {"momentum": float("nan")}}, "must hold JSON values"),
     ({"balancing": "softadapt"}, "unknown balancing 'softadapt'"),
     ({"balancing": "gn", "balancing_args": {"weight": 2}}, "cannot be built with arguments"),
-    ({"balancing": f"{HERE}:NormalizedSGD"}, "not a subclass of pinn.balancing.Balancer"),
+    ({"balancing": f"{HERE}:NormalizedSGD"}, "not a subclass of pinn.optim.balancing.Balancer"),
 ])
 def test_a_bad_method_fails_when_the_config_is_built(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -230,11 +230,11 @@ couplings = [1]
 
 
 def test_adam_then_lbfgs_as_one_optimizer(tmp_path):
-    """pinn.optimizers:TwoPhase: 100 Adam steps, then L-BFGS; the L-BFGS phase takes the
+    """pinn.optim.optimizers:TwoPhase: 100 Adam steps, then L-BFGS; the L-BFGS phase takes the
     Adam run's error down by more than 10x (measured 5.7e-1 -> 1.8e-3 in 20 steps, where 20
     more Adam steps give 5.5e-1), and a run resumed across the switch (80 steps,
     then resumed to 120) ends where the uninterrupted one does."""
-    options = dict(optimizer="pinn.optimizers:TwoPhase", steps=120, eval_every=20,
+    options = dict(optimizer="pinn.optim.optimizers:TwoPhase", steps=120, eval_every=20,
                    balance_every=1000, lr=1e-2,
                    optimizer_args={"switch": 100, "second_args": {
                        "max_iter": 10, "line_search_fn": "strong_wolfe"}})
@@ -258,7 +258,7 @@ class WithSchedule(NormalizedSGD):
 
 
 def test_a_state_a_checkpoint_cannot_hold_fails_at_the_first_checkpoint(tmp_path):
-    from pinn.checkpoint import CheckpointError
+    from pinn.training.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError, match="cannot checkpoint .*'schedule'.*: a function"):
         train(small(optimizer=f"{HERE}:WithSchedule", optimizer_args={}, run_dir=str(tmp_path),

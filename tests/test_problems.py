@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from pinn.networks import FieldNetworks, build_model
+from pinn.training.networks import FieldNetworks, build_model
 from pinn.problems import get_problem
 from reference import exact, store
 from reference.cases import get_case

@@ -1,4 +1,4 @@
-"""The published recipe is defined once (pinn/recipe.py) and everything that states it
+"""The published recipe is defined once (pinn/training/recipe.py) and everything that states it
 agrees: the config's defaults, the networks, the problems, the command line, the paper
 profile and the sweep specs of the published budget."""
 
@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from pinn.__main__ import build_parser
-from pinn.config import TrainConfig, from_args
-from pinn.networks import build_model
+from pinn.training.config import TrainConfig, from_args
+from pinn.training.networks import build_model
 from pinn.problems import get_problem
-from pinn.recipe import PUBLISHED, recipe
-from pinn.sweep import load_spec, plan
+from pinn.training.recipe import PUBLISHED, recipe
+from pinn.training.sweep import load_spec, plan
 from reference.cases import CASES, get_case
 from suite.profiles import PAPER
 

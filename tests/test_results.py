@@ -1,4 +1,4 @@
-"""The results page generator (pinn/results.py): run folders in, a study JSON out; known
+"""The results page generator (pinn/analysis/results.py): run folders in, a study JSON out; known
 numbers in, the page out."""
 
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pinn.__main__ import main
-from pinn.results import collect, mean_std, render
+from pinn.analysis.results import collect, mean_std, render
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "results.md"

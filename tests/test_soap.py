@@ -1,4 +1,4 @@
-"""Tests of pinn.soap.SOAP.
+"""Tests of pinn.optim.soap.SOAP.
 
 (a) step-by-step agreement with pytorch-optimizer's SOAP (a test-only oracle),
 (b) equality with torch.optim.Adam when no axis is preconditioned,
@@ -44,7 +44,7 @@ import pytest
 import pytorch_optimizer.optimizer.soap as osoap  # the test oracle (set-up installs it)
 import torch
 
-from pinn.soap import SOAP
+from pinn.optim.soap import SOAP
 
 F64 = torch.float64
 
@@ -221,7 +221,7 @@ def test_oracle_disagrees_if_bias_correction_is_shifted(oracle):
 def test_second_moment_permutation_matters(oracle, monkeypatch):
     """The refresh reorders the basis by estimated eigenvalue and must permute V with it;
     the oracle comparison must catch an implementation that forgets the permutation."""
-    import pinn.soap as soap_mod
+    import pinn.optim.soap as soap_mod
 
     problem = mlp_problem()
     kw = dict(lr=5e-2, betas=(0.9, 0.99), shampoo_beta=0.5, precondition_frequency=1,

@@ -1,10 +1,10 @@
-"""The tail statistic of a run's history (pinn.statistics), on hand-made histories."""
+"""The tail statistic of a run's history (pinn.analysis.statistics), on hand-made histories."""
 
 import math
 
 import pytest
 
-from pinn.statistics import tail
+from pinn.analysis.statistics import tail
 
 
 def history(values, every=100):

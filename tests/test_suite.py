@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pinn.report import write_report
+from pinn.analysis.report import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pinn.__main__ import main
-from pinn.sweep import load_spec, plan
+from pinn.training.sweep import load_spec, plan
 
 ROOT = Path(__file__).resolve().parents[1]
 

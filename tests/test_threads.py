@@ -1,4 +1,4 @@
-"""The thread policy (pinn.threads): one intra-op thread per process unless PINN_THREADS
+"""The thread policy (pinn.training.threads): one intra-op thread per process unless PINN_THREADS
 says otherwise, applied by the command line; and the stacked problem of a batch."""
 
 import subprocess
@@ -10,7 +10,7 @@ import torch
 
 from pinn.problems import get_problem
 from pinn.problems.base import stack_problems
-from pinn.threads import apply_thread_policy
+from pinn.training.threads import apply_thread_policy
 from reference.cases import get_case
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from pinn import checkpoint as ckpt
+from pinn.training import checkpoint as ckpt
 from pinn.__main__ import main
-from pinn.config import TrainConfig
+from pinn.training.config import TrainConfig
 from pinn.problems import ThermoelasticProblem
-from pinn.trainer import Trainer, train
+from pinn.training.trainer import Trainer, train
 from reference.cases import get_case
 
 
@@ -396,7 +396,7 @@ def test_short_runs_reduce_the_error(case, params, steps, width, n_points, bound
 
 
 def test_warmup_exp_schedule_sets_the_learning_rate():
-    from pinn.schedules import lr_factor
+    from pinn.training.schedules import lr_factor
 
     kw = dict(warmup_steps=4, decay_rate=0.5, decay_every=3)
     assert [lr_factor("warmup-exp", t, **kw) for t in range(1, 12)] == \

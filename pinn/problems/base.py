@@ -30,7 +30,7 @@ import torch
 
 from reference import store
 
-from ..recipe import recipe
+from ..training.recipe import recipe
 
 __all__ = ["Field", "Problem", "IntervalProblem", "field_derivatives", "autograd_derivatives",
            "uniform_interval", "stack_problems"]
@@ -42,7 +42,7 @@ class Field:
 
     ``value`` is (N,), ``grad`` (N, dim), ``second`` the pure second derivatives
     d^2/dx_i^2 as (N, dim); either is None when not computed. Fields of R runs trained
-    together (:mod:`pinn.trainer`) carry a leading run axis, (R, N) and (R, N, dim): the
+    together (:mod:`pinn.training.trainer`) carry a leading run axis, (R, N) and (R, N, dim): the
     coordinate is always the last axis, so residual code serves both.
     """
 
@@ -105,14 +105,14 @@ def autograd_derivatives():
 def field_derivatives(model, x: torch.Tensor, orders: dict[str, int]) -> dict[str, Field]:
     """Every field of ``model`` at ``x`` (N, dim), with derivatives up to ``orders[name]``.
 
-    A network with a ``derivatives(x, order)`` method (:meth:`pinn.networks.MLP.derivatives`)
+    A network with a ``derivatives(x, order)`` method (:meth:`pinn.training.networks.MLP.derivatives`)
     gives its fields and their input derivatives by forward propagation, so that the loss
     needs only a first-order backward. Any other network (or every one, inside
     :func:`autograd_derivatives`) takes one forward pass; then one backward pass per field
     for the gradient and one per coordinate for the pure second derivatives, all with
     ``create_graph=True`` so that the loss can be differentiated with respect to the weights.
     """
-    if hasattr(model, "field_derivatives"):  # stacked runs (pinn.stacked)
+    if hasattr(model, "field_derivatives"):  # stacked runs (pinn.training.stacked)
         if _ANALYTIC:
             return model.field_derivatives(x.detach(), orders)
         # autograd: one copy of the points per run, so that each run's derivatives are its own
@@ -447,7 +447,7 @@ class _StackedCase:
 
 
 def stack_problems(problems) -> Problem:
-    """The problem of R runs trained together (:mod:`pinn.trainer`): the first run's
+    """The problem of R runs trained together (:mod:`pinn.training.trainer`): the first run's
     problem with every attribute stacked over the runs (:func:`_stacked`; the case becomes
     a :class:`_StackedCase`). Its residuals take fields with a leading run axis and return
     (R, N) rows, its :meth:`Problem.loss_terms` (R,) per term: one pass for all runs, with

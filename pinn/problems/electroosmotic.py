@@ -37,7 +37,7 @@ import torch
 
 from reference import exact
 
-from ..recipe import recipe
+from ..training.recipe import recipe
 from .base import Problem, field_derivatives
 
 __all__ = ["ElectroosmoticProblem"]
@@ -51,7 +51,7 @@ class ElectroosmoticProblem(Problem):
 
     cases = ("eof-straight", "eof-patch")
     orders = {"phi": 2, "c_plus": 2, "c_minus": 2, "u": 2, "v": 2, "p": 1}
-    n_edge = 200   # edge points of the recipe's interior points (pinn.recipe)
+    n_edge = 200   # edge points of the recipe's interior points (pinn.training.recipe)
 
     @property
     def band(self) -> float:

@@ -4,15 +4,15 @@
     python -m pinn results render data/results/study-cpu.json data/results/paper-1d.json \\
         data/results/eof-claim.json --out docs/results.md
 
-``collect`` gathers the finished run folders of one sweep (``pinn/sweep.py``, its
+``collect`` gathers the finished run folders of one sweep (``pinn/training/sweep.py``, its
 ``<output>/runs/``) into a JSON: per run system, coupling, method, schedule, seed, status,
 steps, final / best / at-lowest-loss L2 per field and avg, the tail statistic (from the
-run's history.csv: :func:`pinn.statistics.tail`), the L2_avg trajectory, steps/s; plus the
+run's history.csv: :func:`pinn.analysis.statistics.tail`), the L2_avg trajectory, steps/s; plus the
 budget, the machine and the error fields of the EOF runs of :data:`EOF_ERROR_CASE` against
 the stored reference (figures into docs/img/). ``render`` reads only the JSONs (and the NTK
 study's CSVs, docs/img/ntk-*.csv), so the page regenerates identically on any machine.
 
-The claims and their verdicts are :mod:`pinn.claims` (claim 3: the paper's protocol and the
+The claims and their verdicts are :mod:`pinn.analysis.claims` (claim 3: the paper's protocol and the
 tail verdict with intervals over seeds); this module adds claims 1-2 (the NTK study) and
 claim 4 (the EOF accuracy), and writes the tables.
 """
@@ -33,7 +33,7 @@ from reference.cases import CASES
 from .claims import (CONVERGED_L2, conjunction, finite, judge, overall, summarise,
                      system_verdicts)
 from .ntk import fit_slope
-from .recipe import recipe
+from ..training.recipe import recipe
 from .report import plot_degradation, fmt, load_json, ratio_text, verdict_text
 from .statistics import log_interval, seeds_to_decide, tail
 
@@ -47,7 +47,7 @@ EOF_ERROR_CASE = ("eof-straight", 0.2)   # the runs whose error fields are drawn
 # final L2_avg per method and gamma. Ours is compared with it where a budget has that recipe.
 AUTHORS_THERMO = {"recipe": {"steps": 60000, "lr": 1e-3, "width": 64, "depth": 4},
                   "final": {"soap+gn": {1: 3.3e-5, 50: 9.5e-5}, "adam+gn": {1: 5.0e-4, 50: 2.4e-3}}}
-NTK_DIR = Path(__file__).resolve().parent.parent / "docs" / "img"
+NTK_DIR = Path(__file__).resolve().parents[2] / "docs" / "img"
 LINEAR = ("thermo", "rd-symmetric", "rd-asymmetric")
 BUDGET_KEYS = ("steps", "lr", "width", "depth", "n_points", "eval_every", "balance_every",
                "warmup_steps", "decay_rate", "decay_every", "dtype")
@@ -145,7 +145,7 @@ def _eof_errors(runs_root: Path, runs: list[dict], img_dir: Path, prefix: str) -
     :data:`EOF_ERROR_CASE` against the stored DOLFINx reference; figures into ``img_dir``."""
     from reference.store import open_reference, reference_path
 
-    from .analysis import error_fields, plot_error_fields
+    from .errors import error_fields, plot_error_fields
 
     system, value = EOF_ERROR_CASE
     out = {}
@@ -198,8 +198,8 @@ def groups(runs: list[dict]) -> dict:
 
 
 def degradation(runs: list[dict]) -> dict:
-    """{schedule: {system: {method: row}}} with the rows of :func:`pinn.claims.summarise`
-    (a verdict needs the weak coupling converged to :data:`pinn.claims.CONVERGED_L2`)."""
+    """{schedule: {system: {method: row}}} with the rows of :func:`pinn.analysis.claims.summarise`
+    (a verdict needs the weak coupling converged to :data:`pinn.analysis.claims.CONVERGED_L2`)."""
     out = {}
     for schedule in sorted({r["schedule"] for r in runs}):
         records = [{"case": r["system"], "method": r["method"], "seed": r["seed"],
@@ -214,7 +214,7 @@ def claim4(runs: list[dict]) -> dict | None:
     """Claim 4 on the constant-rate eof-straight eps = 0.2 runs: SOAP+GN reaches the
     published L2 (<= 2 x 1.3e-3) and Adam+GN stays above 0.9. Per half: the paper's protocol
     (mean final L2 over seeds) and the tail verdict (geometric mean of the runs' tail
-    statistics with its interval over seeds, :mod:`pinn.claims`)."""
+    statistics with its interval over seeds, :mod:`pinn.analysis.claims`)."""
     system, value = EOF_ERROR_CASE
     halves = {"soap+gn": ("<=", 2 * PAPER_EOF_L2), "adam+gn": (">", PAPER_EOF_ADAM)}
     out = {}
@@ -301,8 +301,8 @@ def render(studies: list[tuple[str, dict]]) -> str:
         "on the reference grid; *final* at the last step, *best* the lowest seen at any "
         "evaluation (an oracle), *lowest loss* at the evaluation with the lowest unweighted "
         "loss, *tail* the geometric mean of the last 10 % of a run's evaluations (at least 3; "
-        "pinn/statistics.py). Degradation = L2 at the strongest coupling / at the weakest, "
-        "per seed (same method, schedule and seed). Two verdicts per claim (pinn/claims.py): "
+        "pinn/analysis/statistics.py). Degradation = L2 at the strongest coupling / at the weakest, "
+        "per seed (same method, schedule and seed). Two verdicts per claim (pinn/analysis/claims.py): "
         "the **paper's protocol** compares the median final-epoch degradation over seeds with "
         "the threshold; the **tail verdict** takes the seeds' tail degradations, their "
         "geometric mean and 95 % t-interval on the log scale, and says *reproduced* or *not "
@@ -600,7 +600,7 @@ def _eof_section(data) -> list[str]:
         return []
     system, value = EOF_ERROR_CASE
     lines = [f"EOF error fields ({system}, eps = {value:g}, seed 0, constant rate) against the "
-             "stored DOLFINx reference (`pinn.analysis.error_fields`), the scored fields (v and "
+             "stored DOLFINx reference (`pinn.analysis.errors.error_fields`), the scored fields (v and "
              "p are 0 in the reference, so their relative L2 means nothing; their maps are in "
              "the figures). Band = within 5 Debye lengths (5 eps / sqrt 2) of a wall: at eps = "
              "0.2 that is the whole channel.", "",

@@ -43,7 +43,7 @@ Steps are counted from 1 (the first optimizer step is step 1). Schemes (:data:`S
 The weights are updated with tensor operations only (no ``.item()``), so a refresh does
 not synchronise a GPU with the host.
 
-Batched runs (:mod:`pinn.trainer`): with ``runs=R`` the weights are (R, n_terms), every
+Batched runs (:mod:`pinn.training.trainer`): with ``runs=R`` the weights are (R, n_terms), every
 gradient tensor has a leading run axis (slice r holds run r's gradient of its own term) and
 every norm, max and mean above is taken over run r's slices only, so row r of the weights
 evolves exactly as the weights of run r trained alone.
@@ -269,7 +269,7 @@ def make_balancer(scheme: str, terms: Sequence[str], every: int = 1000, *,
         cls = load_class(scheme, "balancing", Balancer)
     else:
         raise ValueError(f"unknown balancing scheme {scheme!r}; valid: {sorted(SCHEMES)} or "
-                         "the import path of a pinn.balancing.Balancer subclass "
+                         "the import path of a pinn.optim.balancing.Balancer subclass "
                          "('package.module:Class')")
     try:
         return cls(terms, every, residuals=residuals, dtype=dtype, device=device, runs=runs,

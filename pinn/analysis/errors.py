@@ -53,9 +53,9 @@ ZERO_REFERENCE = 1e-8   # a field whose norm is below this fraction of the large
 
 def load_model(run_dir, device="cpu"):
     """The trained model of a run directory (its config.json and checkpoint.pt)."""
-    from . import checkpoint as ckpt
-    from .networks import build_model
-    from .trainer import CHECKPOINT
+    from ..training import checkpoint as ckpt
+    from ..training.networks import build_model
+    from ..training.trainer import CHECKPOINT
 
     run_dir = Path(run_dir)
     state = ckpt.load(run_dir / CHECKPOINT, map_location=device)

@@ -200,7 +200,7 @@ def _accumulate_factors(g: torch.Tensor, factors: list, beta: float) -> None:
     """F_k <- beta F_k + (1 - beta) * (g contracted with itself on every axis but k)."""
     if g.dim() <= 2:
         # A stack of one run: the same baddbmm kernel, hence the same bits, as
-        # pinn.soap_batched.BatchedSOAP. Bitwise-equal factors matter: a rank-deficient
+        # pinn.optim.soap_batched.BatchedSOAP. Bitwise-equal factors matter: a rank-deficient
         # factor's null-space eigenvectors are arbitrary, and any rounding difference
         # picks another basis of that space.
         _accumulate_runs(g[None], [None if f is None else f[None] for f in factors], beta)
@@ -333,7 +333,7 @@ class SOAP(Optimizer):
 
     # ------------------------------------------------------------------ helpers
     # The linear algebra of one tensor, as methods so that a subclass can replace it
-    # (pinn.soap_batched.BatchedSOAP vectorises it over a leading run axis).
+    # (pinn.optim.soap_batched.BatchedSOAP vectorises it over a leading run axis).
     _run_axes = 0  # leading axes that index independent runs (BatchedSOAP: 1)
 
     def _rotate(self, x, bases, forward):

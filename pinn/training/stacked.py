@@ -1,6 +1,6 @@
 """The networks of R runs, stacked so that each layer of all of them is one batched matmul.
 
-Every network of a model (:class:`pinn.networks.FieldNetworks`) is a tanh perceptron; the
+Every network of a model (:class:`pinn.training.networks.FieldNetworks`) is a tanh perceptron; the
 networks of one shape - all of them for the per-field split - form one stack
 :class:`StackedMLP` of K = R S perceptrons, weight (K, out, in) and bias (K, out), in
 run-major order: element k = r S + s is network s of run r. One step of training then
@@ -60,7 +60,7 @@ class _StackedLinear(nn.Module):
 
 
 class StackedMLP(nn.Module):
-    """K tanh perceptrons of one shape (see :class:`~pinn.networks.MLP`), stacked.
+    """K tanh perceptrons of one shape (see :class:`~pinn.training.networks.MLP`), stacked.
 
     Parameters ``layers[l].weight`` (K, out_l, in_l) and ``layers[l].bias`` (K, out_l), in
     the order of an MLP's parameters; the input map (center, half_width) is shared and must
@@ -103,7 +103,7 @@ class StackedMLP(nn.Module):
         return h
 
     def derivatives(self, x: torch.Tensor, order: int = 2):
-        """:meth:`pinn.networks.MLP.derivatives` of every element on its points ``x``
+        """:meth:`pinn.training.networks.MLP.derivatives` of every element on its points ``x``
         (K, N, in_dim): the same forward propagation of the value and input-derivative
         channels (t = tanh(W h + b), t' = 1 - t^2),
 
@@ -159,7 +159,7 @@ class StackedNetworks(nn.Module):
     ``stacks[g]`` holds, run-major, the networks ``members[g]`` (indices into the model's
     ``nets``) of every run: element r S_g + j is network members[g][j] of run r.
     ``groups``/``fields`` are the model's (one run's), so problems see the same contract
-    as with a :class:`~pinn.networks.FieldNetworks`, with a leading run axis on every field.
+    as with a :class:`~pinn.training.networks.FieldNetworks`, with a leading run axis on every field.
     """
 
     def __init__(self, stacks: Sequence[StackedMLP], members: Sequence[Sequence[int]],
@@ -185,7 +185,7 @@ class StackedNetworks(nn.Module):
                 raise ValueError(f"cannot stack models with different field groups: "
                                  f"{groups} and {model.groups}")
             if not all(isinstance(net, MLP) for net in model.nets):
-                raise ValueError("only models made of pinn.networks.MLP can be stacked")
+                raise ValueError("only models made of pinn.training.networks.MLP can be stacked")
         shapes: dict[tuple, list[int]] = {}
         for s, net in enumerate(models[0].nets):
             shapes.setdefault(_shape(net), []).append(s)
@@ -231,7 +231,7 @@ class StackedNetworks(nn.Module):
         """Every field with its input derivatives up to ``orders[name]`` at ``x``
         ((N, dim) for all runs or (R, N, dim)): {name: Field} with value (R, N) and
         grad/second (R, N, dim)."""
-        from .problems.base import Field
+        from ..problems.base import Field
 
         fields = {}
         for g, (stack, members) in enumerate(zip(self.stacks, self.members)):

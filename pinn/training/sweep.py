@@ -5,7 +5,7 @@ A spec (``sweeps/*.toml``; read with :mod:`tomllib`) names the grid and the budg
     output = "runs/cpu"                 # folder of the sweep (relative to the spec file)
     methods = ["soap+gn", "adam+gn"]    # optimizer+balancing pairs; either part may be
                                         # an import path, "pytorch_optimizer:Lion+gn"
-    schedules = ["constant"]            # learning-rate schedules (pinn.schedules)
+    schedules = ["constant"]            # learning-rate schedules (pinn.training.schedules)
     seeds = [0, 1, 2]
     batch_size = 16                     # at most this many runs trained together
 
@@ -29,7 +29,7 @@ The runs are the product systems x couplings x methods x schedules x seeds. Each
 class name in lower case: ``lion``) and the run directory
 ``<output>/runs/<id>`` with the files of a single run (config.json, history.csv,
 checkpoint.pt, metrics.json). Runs that differ only in seed and coupling are trained as one
-batch (:mod:`pinn.trainer`), at most ``batch_size`` at a time.
+batch (:mod:`pinn.training.trainer`), at most ``batch_size`` at a time.
 
 Resume: a run whose ``metrics.json`` exists is finished and skipped (its config must equal
 the spec's, else the sweep stops with an error naming it); a run with only a checkpoint
@@ -65,7 +65,7 @@ import tomllib
 from reference.cases import CASES, get_case
 
 from .config import TrainConfig
-from .optimizers import label, split_method
+from ..optim.optimizers import label, split_method
 
 __all__ = ["SweepSpec", "Run", "load_spec", "plan", "run_sweep", "batches", "mpi_world",
            "index_finished"]
@@ -353,7 +353,7 @@ def run_sweep(spec: SweepSpec, *, progress: bool = True, log=print) -> list[dict
     from .threads import apply_thread_policy
     from .trainer import train_batch
 
-    apply_thread_policy()  # one thread per rank (pinn.threads)
+    apply_thread_policy()  # one thread per rank (pinn.training.threads)
     comm, rank, size = mpi_world()
     _pick_gpu(rank)
     runs = plan(spec)[rank::size]

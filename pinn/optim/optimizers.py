@@ -8,8 +8,8 @@ the learning rate comes from the config (the schedule scales it), everything els
 class keeps its own default unless ``optimizer_args`` sets it.
 
 How a class sees the parameters. The engine trains the networks of R runs stacked
-(:mod:`pinn.stacked`: weight tensors (K, out, in), K = networks x runs). Adam and SOAP are
-built for that (Adam is elementwise, :class:`pinn.soap_batched.BatchedSOAP` factorises each
+(:mod:`pinn.training.stacked`: weight tensors (K, out, in), K = networks x runs). Adam and SOAP are
+built for that (Adam is elementwise, :class:`pinn.optim.soap_batched.BatchedSOAP` factorises each
 slice). A class from outside cannot be assumed to be: a matrix-aware method (Muon,
 Shampoo) would treat a stack as one matrix, a closure-based one (L-BFGS) would treat all
 runs as one vector and couple them through its line search. So it gets what it would get
@@ -131,10 +131,10 @@ class PerRunOptimizer:
     """One instance of an optimizer class per run, over copies of the run's own parameter
     tensors (module docstring).
 
-    ``params``: the stacked parameters (:meth:`pinn.stacked.StackedNetworks.parameters`);
+    ``params``: the stacked parameters (:meth:`pinn.training.stacked.StackedNetworks.parameters`);
     ``places[r]``: where run r's tensors live in them, as (index into ``params``, row)
     pairs in the order of the run's own model's parameters
-    (:meth:`pinn.stacked.StackedNetworks.run_parameters`). ``optimizers[r]`` is run r's
+    (:meth:`pinn.training.stacked.StackedNetworks.run_parameters`). ``optimizers[r]`` is run r's
     instance; its ``state_dict()`` is keyed like the run's model, so a run resumes alone
     or in any batch.
     """
@@ -210,7 +210,7 @@ class TwoPhase(torch.optim.Optimizer):
     ``switch`` steps, ``second`` after them, both over the same parameters and each given
     by import path with its own keyword arguments. ``lr`` is the first phase's (and the only
     one a schedule scales); the second keeps its own (L-BFGS: ``second_args={"lr": 1}``,
-    its default). Use it as ``--optimizer pinn.optimizers:TwoPhase --optimizer-args
+    its default). Use it as ``--optimizer pinn.optim.optimizers:TwoPhase --optimizer-args
     '{"switch": 5000, "second_args": {"line_search_fn": "strong_wolfe"}}'``."""
 
     def __init__(self, params, lr: float = 1e-3, first: str = "torch.optim:Adam",

@@ -1,6 +1,6 @@
 """The ``python -m pinn ntk`` command: the NTK study's sweeps, tables, figures and CSVs.
 
-The analysis itself (the Jacobian, K and K_P, their spectra) is :mod:`pinn.ntk`; this
+The analysis itself (the Jacobian, K and K_P, their spectra) is :mod:`pinn.analysis.ntk`; this
 module runs it over a coupling sweep or a run's checkpoints and writes what docs/ntk.md
 shows.
 """
@@ -129,7 +129,7 @@ def add_ntk_parser(subparsers):
     convention: ``run(args)`` returns the exit status; bad input exits with status 2)."""
     p = subparsers.add_parser(
         "ntk", help="NTK and preconditioned-NTK spectra over a coupling sweep or checkpoints",
-        description="lambda_max(K = J J^T) and lambda_max(K_P = sum_s P_s) (pinn.ntk) at "
+        description="lambda_max(K = J J^T) and lambda_max(K_P = sum_s P_s) (pinn.analysis.ntk) at "
                     "initialisation over a coupling sweep, or at training checkpoints.")
     p.add_argument("--case", default="thermo", help="case name (reference.cases)")
     p.add_argument("--coupling", default=None,
@@ -147,12 +147,12 @@ def add_ntk_parser(subparsers):
                    help="LO,HI: fit the slope of lambda_max(K) on these couplings only")
     p.add_argument("--out", default="ntk-results", help="folder of the CSV and the figure")
     p.add_argument("--checkpoint", nargs="+", default=None, metavar="PATH",
-                   help="training checkpoints (pinn.trainer) to analyse instead of a sweep")
+                   help="training checkpoints (pinn.training.trainer) to analyse instead of a sweep")
     p.add_argument("--weighted", action="store_true",
                    help="with --checkpoint: apply the run's balancing weights to the rows")
 
     def run(args) -> int:
-        from .checkpoint import CheckpointError
+        from ..training.checkpoint import CheckpointError
 
         try:
             return main_ntk(args)

@@ -9,12 +9,12 @@ weights lambda_{r,i}::
 
 A single run is the case R = 1; the runs of a batch may differ in seed, coupling and run
 directory only (:func:`batch_key`). Their networks are stacked
-(:class:`pinn.stacked.StackedNetworks`: one batched matmul per layer for all networks of all
+(:class:`pinn.training.stacked.StackedNetworks`: one batched matmul per layer for all networks of all
 runs) and their problems too (:func:`pinn.problems.base.stack_problems`: one residual pass,
 each run with its own coupling and points). Since L_{r,i} depends on run r's parameters
 only, block r of dL/dtheta is exactly run r's own gradient sum_i lambda_{r,i} grad L_{r,i};
 the balancer norms each run's blocks (``Balancer(runs=R)``), Adam is elementwise and SOAP
-is :class:`pinn.soap_batched.BatchedSOAP` (one Kronecker factorisation per network and
+is :class:`pinn.optim.soap_batched.BatchedSOAP` (one Kronecker factorisation per network and
 run). Nothing mixes runs: a batch gives each run what it gives alone, up to the rounding
 of batched matmuls (tests/test_trainer.py measures how much).
 
@@ -63,14 +63,14 @@ from reference.cases import get_case
 from reference.store import atomic_write
 
 from . import checkpoint as ckpt
-from .balancing import make_balancer
+from ..optim.balancing import make_balancer
 from .config import TrainConfig
 from .networks import build_model
-from .optimizers import PerRunOptimizer, describe, load_class
-from .problems.base import stack_problems
+from ..optim.optimizers import PerRunOptimizer, describe, load_class
+from ..problems.base import stack_problems
 from .schedules import lr_factor
 from .stacked import StackedNetworks, nets_per_stack
-from .statistics import tail
+from ..analysis.statistics import tail
 
 __all__ = ["train", "train_batch", "Trainer", "TrainResult", "TrainConfig", "make_optimizer",
            "resolve_device", "batch_key", "json_safe", "PER_RUN_FIELDS"]
@@ -99,9 +99,9 @@ class TrainResult:
                        the evaluations; final: the last evaluation, NaN when diverged)
     history            one row per evaluation: step, loss (unweighted sum), weighted_loss,
                        loss_<term>, weight_<term>, l2_<field>, l2_avg, train_seconds
-    optimizer          the optimizer as run (:func:`pinn.optimizers.describe`: its name,
+    optimizer          the optimizer as run (:func:`pinn.optim.optimizers.describe`: its name,
                        class, the version of its package, its arguments)
-    tail               L2_avg over the last evaluations (:func:`pinn.statistics.tail`:
+    tail               L2_avg over the last evaluations (:func:`pinn.analysis.statistics.tail`:
                        geomean, spread, min, max); None for a run with too few of them or
                        a diverged one
     steps_per_second   optimizer steps per second of this run's share of the training time
@@ -155,19 +155,19 @@ def resolve_device(name: str) -> torch.device:
 
 def make_optimizer(config: TrainConfig, model: StackedNetworks):
     """The optimizer of the engine's stacked parameters (a leading axis of independent
-    tensors, :mod:`pinn.stacked`): Adam (PyTorch defaults unless set; elementwise, so the
+    tensors, :mod:`pinn.training.stacked`): Adam (PyTorch defaults unless set; elementwise, so the
     stacks need no change; the fused kernel), SOAP as
-    :class:`pinn.soap_batched.BatchedSOAP`, one :class:`pinn.soap.SOAP` per network and run
+    :class:`pinn.optim.soap_batched.BatchedSOAP`, one :class:`pinn.optim.soap.SOAP` per network and run
     (the recipe: betas (0.99, 0.999), shampoo_beta = beta2, precondition_frequency 2, no
     preconditioning of 1-D tensors), or the class at an import path as a
-    :class:`pinn.optimizers.PerRunOptimizer` (one instance per run, on the run's own
+    :class:`pinn.optim.optimizers.PerRunOptimizer` (one instance per run, on the run's own
     tensors)."""
     params = list(model.parameters())
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, betas=config.betas or (0.9, 0.999),
                                 eps=config.eps, weight_decay=config.weight_decay, fused=True)
     if config.optimizer == "soap":
-        from .soap_batched import BatchedSOAP
+        from ..optim.soap_batched import BatchedSOAP
 
         return BatchedSOAP(params, lr=config.lr, betas=config.betas or (0.99, 0.999),
                            shampoo_beta=config.shampoo_beta, eps=config.eps,
@@ -248,7 +248,7 @@ def _concat(values: list):
 def run_optimizer_state(state: dict, places: Sequence[tuple[int, int]]) -> dict:
     """One run's part of a stacked optimizer state dict, keyed like the run's own model's
     parameters: entry i is row ``places[i][1]`` of stacked parameter ``places[i][0]``
-    (:meth:`pinn.stacked.StackedNetworks.run_parameters`), every tensor keeping a leading
+    (:meth:`pinn.training.stacked.StackedNetworks.run_parameters`), every tensor keeping a leading
     axis of 1; scalars and step counts are shared. The layout does not depend on how the
     networks were stacked, so the run resumes alone or in any batch."""
     return {"state": {i: _row(state["state"][p], k) for i, (p, k) in enumerate(places)
@@ -279,7 +279,7 @@ class RunRecord:
     """One run of the engine: its config, case, seeded model and problem, and its record
     (history, the three trackers, times, run directory files).
 
-    ``model`` is the run's own :class:`~pinn.networks.FieldNetworks`; the engine trains the
+    ``model`` is the run's own :class:`~pinn.training.networks.FieldNetworks`; the engine trains the
     stacked copy and writes run r's weights back into it for scoring and checkpoints.
     """
 
@@ -292,7 +292,7 @@ class RunRecord:
         self.model = build_model(self.case, config.width, config.depth, config.split)
         self.model.to(device=self.device, dtype=self.dtype)
         if problem is None:
-            from .problems import get_problem
+            from ..problems import get_problem
 
             problem = get_problem(self.case, n_points=config.n_points, dtype=self.dtype,
                                   device=self.device, seed=config.seed)
@@ -621,7 +621,7 @@ class Trainer:
     # --- state ------------------------------------------------------------------------
     def run_state(self, r: int, optimizer_state: dict | None) -> dict:
         """Run r's checkpoint (``optimizer_state``: the stacked optimizer's state_dict; None
-        for a :class:`~pinn.optimizers.PerRunOptimizer`, which keeps one per run)."""
+        for a :class:`~pinn.optim.optimizers.PerRunOptimizer`, which keeps one per run)."""
         run = self.sync_run(r)
         balancer = self.balancer.state_dict()
         balancer["weights"] = balancer["weights"][r].clone()

@@ -3,11 +3,11 @@ recipe").
 
 What differs between the systems: the steps and the constant learning rate, the network
 size (one network per field, tanh) and the interior collocation points. Everything else
-of the recipe is the same for all of them and is a :class:`pinn.config.TrainConfig`
+of the recipe is the same for all of them and is a :class:`pinn.training.config.TrainConfig`
 default (float32, GN every 1000 steps, SOAP's hyper-parameters, Adam's defaults).
 
-Read by :class:`~pinn.config.TrainConfig` (``steps``, ``lr`` not given), by
-:func:`pinn.networks.build_model` (``width``, ``depth`` None), by the problems
+Read by :class:`~pinn.training.config.TrainConfig` (``steps``, ``lr`` not given), by
+:func:`pinn.training.networks.build_model` (``width``, ``depth`` None), by the problems
 (``n_points`` None) and by the suite's ``paper`` profile; tests/test_recipe.py checks the
 sweep specs that state the published budget against it.
 

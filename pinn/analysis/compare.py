@@ -4,7 +4,7 @@ Each file is a suite JSON (``pytest suite/ --benchmark-json``) or a study JSON
 (``python -m pinn results collect``), from any machine, method or budget. For every system
 (and schedule) one table: per method and coupling the median final L2_avg over seeds and
 the median steps/s of each file; per claimed method its degradation under the paper's
-protocol and the tail verdict with its interval (:mod:`pinn.claims`; no verdict where the
+protocol and the tail verdict with its interval (:mod:`pinn.analysis.claims`; no verdict where the
 weak coupling is unconverged: the suite profile's bound, the results page's for study
 files). The files' machines and profiles head the output.
 

@@ -1,9 +1,9 @@
 r"""SOAP vectorised over a leading run axis: R independent SOAP optimizers in one.
 
 Every parameter is a stack p[r] of R independent tensors (weight (R, m, n), bias (R, n), as
-in :class:`pinn.stacked.StackedMLP`, where r counts networks of runs), and run r must be optimised exactly as
-:class:`pinn.soap.SOAP` would optimise p[r] alone. The equations of the module docstring of
-:mod:`pinn.soap` are applied per run; nothing mixes runs:
+in :class:`pinn.training.stacked.StackedMLP`, where r counts networks of runs), and run r must be optimised exactly as
+:class:`pinn.optim.soap.SOAP` would optimise p[r] alone. The equations of the module docstring of
+:mod:`pinn.optim.soap` are applied per run; nothing mixes runs:
 
 * Kronecker factors and eigenbases per (run, axis): L[r] = sum beta_s^k G[r] G[r]^T,
   R[r] = sum beta_s^k G[r]^T G[r], kept as (R, m, m) and (R, n, n) and updated with batched
@@ -19,10 +19,10 @@ in :class:`pinn.stacked.StackedMLP`, where r counts networks of runs), and run r
 
 Per-run tensors of rank 1 and 2 are supported (what MLPs have). If the batched ``eigh``
 fails or returns non-finite vectors, each run is retried alone with the fallbacks of
-:func:`pinn.soap._eigenbasis`; a run whose retries all fail gets the identity basis (the
+:func:`pinn.optim.soap._eigenbasis`; a run whose retries all fail gets the identity basis (the
 single-run optimizer would instead keep no basis on that axis; the identity then evolves
-with the refreshes). ``state_dict`` has the layout of :class:`pinn.soap.SOAP` with a leading
-run axis on every tensor; :func:`pinn.trainer.optimizer_rows` slices out a run's rows.
+with the refreshes). ``state_dict`` has the layout of :class:`pinn.optim.soap.SOAP` with a leading
+run axis on every tensor; :func:`pinn.training.trainer.optimizer_rows` slices out a run's rows.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def _eigenbasis_runs(factors: torch.Tensor) -> torch.Tensor:
 class BatchedSOAP(SOAP):
     """R independent SOAP optimizers over stacked parameters (leading axis = run).
 
-    Same arguments as :class:`pinn.soap.SOAP`; ``merge_dims`` has no effect (per-run tensors
+    Same arguments as :class:`pinn.optim.soap.SOAP`; ``merge_dims`` has no effect (per-run tensors
     have rank <= 2).
     """
 

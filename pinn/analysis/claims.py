@@ -11,9 +11,9 @@ twice:
 - **the paper's protocol** (``paper_verdict``): final-epoch L2, the median ratio over seeds
   against the threshold: "reproduced" or "not reproduced";
 - **the tail verdict** (``verdict``): each run's tail statistic
-  (:func:`pinn.statistics.tail`, which does not hinge on where the last step lands), the
+  (:func:`pinn.analysis.statistics.tail`, which does not hinge on where the last step lands), the
   seeds' ratios as a geometric mean with a 95 % t-interval on the log scale
-  (:func:`pinn.statistics.log_interval`), and a three-way answer: "reproduced" when the
+  (:func:`pinn.analysis.statistics.log_interval`), and a three-way answer: "reproduced" when the
   whole interval lies on the claimed side of the threshold, "not reproduced" when it lies
   on the other side, "undecided" otherwise (with ``seeds_needed``: how many seeds would
   decide it at the observed spread). Records without a tail get "no tail".
@@ -24,7 +24,7 @@ L2 at the weakest coupling) ends there at or below ``converged_l2``; otherwise b
 "unconverged".
 
 A record is a dict with "case", "method", "seed", "coupling_value", "L2_avg" (final) and
-optionally "l2_tail" (the :func:`~pinn.statistics.tail` dict): the suite's per-run
+optionally "l2_tail" (the :func:`~pinn.analysis.statistics.tail` dict): the suite's per-run
 ``extra_info`` and the results page's runs both give these.
 """
 
@@ -53,7 +53,7 @@ def claim_of(method: str, claim_ratio: float = CLAIM_RATIO) -> tuple[str, float]
 
 
 def judge(interval: dict | None, side: str, threshold: float) -> str:
-    """Three-way verdict of an interval (:func:`pinn.statistics.log_interval`; high None is
+    """Three-way verdict of an interval (:func:`pinn.analysis.statistics.log_interval`; high None is
     unbounded) on the claim "value ``side`` ``threshold``"."""
     if interval is None:
         return "no data"

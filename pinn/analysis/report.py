@@ -1,6 +1,6 @@
 """The suite's report: the coupling-robustness summary of a benchmark JSON, as a terminal
 table (:func:`format_summary`) and as Markdown with figures (``python -m pinn report
-out.json``). The measure, its intervals and the verdicts are :mod:`pinn.claims`.
+out.json``). The measure, its intervals and the verdicts are :mod:`pinn.analysis.claims`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def fmt(value, spec=".2e") -> str:
 
 def ratio_text(interval: dict | None, unit: str = "x") -> str:
     """"estimate<unit> [low, high]" of an interval over seeds
-    (:func:`pinn.statistics.log_interval`)."""
+    (:func:`pinn.analysis.statistics.log_interval`)."""
     if interval is None:
         return "-"
     high = "inf" if interval["high"] is None else f"{interval['high']:.3g}"
@@ -43,7 +43,7 @@ def format_summary(summary: dict, deferred: dict | None = None,
                    converged_l2: float | None = None) -> str:
     """A plain-text table: one line per system and method (final-epoch L2 at the weakest and
     strongest coupling, the paper's median final-epoch degradation and its verdict, the
-    tail ratio's interval over seeds and its verdict: :mod:`pinn.claims`), then each
+    tail ratio's interval over seeds and its verdict: :mod:`pinn.analysis.claims`), then each
     system's weakest-coupling error of its best method (against ``converged_l2``, the bound
     a verdict needs); ``deferred`` (system -> reason) lists the systems the profile leaves out."""
     width = max([10] + [len(method) for methods in summary.values() for method in methods])
@@ -75,7 +75,7 @@ def format_summary(summary: dict, deferred: dict | None = None,
         lines.append(f"not in this profile: {case}: {reason}")
     seeds = {row["seeds"] for methods in summary.values() for row in methods.values()}
     if seeds == {1}:
-        lines.append("tail verdict: a 95 % interval over seeds (pinn/claims.py); with one seed "
+        lines.append("tail verdict: a 95 % interval over seeds (pinn/analysis/claims.py); with one seed "
                      "it is unbounded, so every claim is undecided")
     return "\n".join(lines)
 
@@ -184,7 +184,7 @@ def write_report(json_path, out_dir=None) -> Path:
         "L2, median over seeds [range]. *Tail*: each run's tail statistic (geometric mean of "
         "its last 10 % of evaluations), geometric mean over seeds [95 % interval]; the "
         "verdict is reproduced / not reproduced only when the whole interval lies on one "
-        "side (pinn/claims.py). A verdict holds for this profile's budget only.",
+        "side (pinn/analysis/claims.py). A verdict holds for this profile's budget only.",
         "",
         "| system | method | coupling | final L2 per coupling (weak -> strong) "
         "| paper protocol | tail ratio | verdict |",

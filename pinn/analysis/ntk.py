@@ -373,7 +373,7 @@ def analyze(jac: StackedJacobian, rtol: float = DEFAULT_RTOL, spectra: bool = Fa
 # --- a model of a case, at initialisation or from a checkpoint -----------------------------
 def load_state(model, state):
     """A float64 copy of ``model`` with the weights ``state``: a state_dict, a checkpoint
-    dict holding one under "model" (what :mod:`pinn.trainer` writes), or a path to either
+    dict holding one under "model" (what :mod:`pinn.training.trainer` writes), or a path to either
     (read with ``torch.load(weights_only=True)``). ``model`` itself is left unchanged."""
     if isinstance(state, (str, bytes)) or hasattr(state, "__fspath__"):
         state = torch.load(state, map_location="cpu", weights_only=True)
@@ -400,8 +400,8 @@ def ntk_at(case, model=None, *, state=None, width: int | None = None, depth: int
     interior points, in float64, computed on ``device`` (the weights are built on the CPU
     and copied there). ``state`` (state_dict, checkpoint dict or path) loads trained
     weights, e.g. a training checkpoint; the model given is not modified."""
-    from .networks import build_model
-    from .problems import get_problem
+    from ..training.networks import build_model
+    from ..problems import get_problem
 
     if model is None:
         torch.manual_seed(seed)
@@ -416,7 +416,7 @@ def coupling_sweep(name: str, couplings: Sequence[float], *, model=None, **optio
     """[(coupling, NTKReport)] for the case ``name`` at each coupling value, all with the
     same network weights (``model``, or one built from ``seed``). ``options`` go to
     :func:`ntk_at`; ``case_params`` (a dict) sets the other case parameters."""
-    from .networks import build_model
+    from ..training.networks import build_model
 
     case_params = dict(options.pop("case_params", None) or {})
     couplings = [float(c) for c in couplings]
@@ -466,16 +466,16 @@ def ntk_logger(problem, every: int, rtol: float = DEFAULT_RTOL):
 
 def checkpoint_report(path, *, n_points: int | None = None, weighted: bool = False,
                       rtol: float = DEFAULT_RTOL, spectra: bool = False):
-    """``(step, case, NTKReport)`` of a checkpoint written by :mod:`pinn.trainer`.
+    """``(step, case, NTKReport)`` of a checkpoint written by :mod:`pinn.training.trainer`.
 
     The case, networks and collocation seed come from the checkpoint's config; the NTK
     problem has ``n_points`` interior points (default: the run's). ``weighted`` applies
     the run's balancing weights lambda_i to the rows, i.e. the kernel of the loss that was
     actually being minimised at that step.
     """
-    from .checkpoint import load
-    from .config import TrainConfig
-    from .networks import build_model
+    from ..training.checkpoint import load
+    from ..training.config import TrainConfig
+    from ..training.networks import build_model
 
     state = load(path)
     config = TrainConfig.from_dict(dict(state["config"], progress=False))

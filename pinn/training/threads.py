@@ -8,7 +8,7 @@ process on the machine, 1 thread still runs 42-52 steps/s while 2 threads fall t
 10-14 steps/s, because a thread waits at every barrier for its descheduled peer. That is
 the 3-12 steps/s seen in a suite run sharing the machine. So every entry point (the CLI,
 the suite, sweeps) trains with one thread per process, and uses more cores by training
-runs together (batched: :mod:`pinn.trainer`) and in more processes (``mpirun -n``).
+runs together (batched: :mod:`pinn.training.trainer`) and in more processes (``mpirun -n``).
 
 ``PINN_THREADS`` overrides the count (e.g. a GPU run's host side, or a machine of one
 large job).

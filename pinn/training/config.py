@@ -20,11 +20,11 @@ from .schedules import SCHEDULES
 __all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "DTYPES", "DEVICES", "BALANCING", "SPLITS",
            "RESUMABLE_CHANGES"]
 
-OPTIMIZERS = ("adam", "soap")    # or an import path "package.module:Class" (pinn.optimizers)
+OPTIMIZERS = ("adam", "soap")    # or an import path "package.module:Class" (pinn.optim.optimizers)
 DTYPES = ("float32", "float64")
 DEVICES = ("auto", "cpu", "cuda")
-BALANCING = ("none", "gn", "lra")  # or the import path of a pinn.balancing.Balancer subclass
-SPLITS = ("per-field", "paper", "shared")   # networks per field (pinn.networks.build_model)
+BALANCING = ("none", "gn", "lra")  # or the import path of a pinn.optim.balancing.Balancer subclass
+SPLITS = ("per-field", "paper", "shared")   # networks per field (pinn.training.networks.build_model)
 
 # Fields a resumed run may change: they do not alter the trajectory of the parameters
 # (device, compile: the same computation on other hardware or in fused kernels, which
@@ -76,26 +76,26 @@ class TrainConfig:
 
     case, case_params     the benchmark case (:func:`reference.cases.get_case`) and its
                           parameters, e.g. ``{"gamma": 10}``
-    optimizer             "adam" (PyTorch defaults), "soap" (:class:`pinn.soap.SOAP`) or the
+    optimizer             "adam" (PyTorch defaults), "soap" (:class:`pinn.optim.soap.SOAP`) or the
                           import path of any torch.optim.Optimizer class, e.g.
-                          "pytorch_optimizer:Lion" (:mod:`pinn.optimizers`)
+                          "pytorch_optimizer:Lion" (:mod:`pinn.optim.optimizers`)
     optimizer_args        keyword arguments of an import-path optimizer (it gets lr and
                           these only; betas, eps, weight_decay below are the built-ins')
-    lr                    learning rate; None = the case's published one (:mod:`pinn.recipe`)
+    lr                    learning rate; None = the case's published one (:mod:`pinn.training.recipe`)
     betas                 (beta1, beta2); None = the optimizer's recipe default
                           (Adam (0.9, 0.999), SOAP (0.99, 0.999))
     eps, weight_decay     optimizer epsilon and decoupled (SOAP) / L2 (Adam) weight decay
     precondition_frequency, shampoo_beta   SOAP only (shampoo_beta < 0: use beta2)
-    schedule              learning-rate schedule (:mod:`pinn.schedules`): "constant" or
+    schedule              learning-rate schedule (:mod:`pinn.training.schedules`): "constant" or
                           "warmup-exp" (linear warmup over warmup_steps, then x decay_rate
                           every decay_every steps)
-    balancing, balance_every   loss balancing (:mod:`pinn.balancing`): "none", "gn", "lra" or
+    balancing, balance_every   loss balancing (:mod:`pinn.optim.balancing`): "none", "gn", "lra" or
                           the import path of a Balancer subclass; and its period
     balancing_args        keyword arguments of the balancer (e.g. {"momentum": 0.5} for gn)
     steps                 optimizer steps; None = the case's published number
     eval_every            evaluate (relative L2 on the evaluation grid, unweighted loss,
                           divergence check, history row) every this many steps and at the end
-    width, depth, split   networks (:func:`pinn.networks.build_model`); None = recipe
+    width, depth, split   networks (:func:`pinn.training.networks.build_model`); None = recipe
     n_points              interior collocation points; None = recipe
     dtype, device         "float32" | "float64"; "auto" | "cpu" | "cuda" (auto: cuda if present)
     seed                  seeds the network initialisation and the collocation points
@@ -201,7 +201,7 @@ class TrainConfig:
         return self
 
     def _check_optimizer(self) -> None:
-        from .optimizers import check_optimizer, is_import_path
+        from ..optim.optimizers import check_optimizer, is_import_path
 
         _arguments("optimizer_args", self.optimizer_args)
         if not is_import_path(self.optimizer):
@@ -222,8 +222,8 @@ class TrainConfig:
         check_optimizer(self.optimizer, self.optimizer_args, self.lr)
 
     def _check_balancing(self) -> None:
-        from .balancing import make_balancer
-        from .optimizers import is_import_path
+        from ..optim.balancing import make_balancer
+        from ..optim.optimizers import is_import_path
 
         _arguments("balancing_args", self.balancing_args)
         if not is_import_path(self.balancing):
@@ -333,7 +333,7 @@ def add_arguments(parser) -> None:
     add("--decay-every", type=int, help="warmup-exp: decay period")
     add("--balancing", metavar="NAME",
         help="loss balancing: none, gn, lra or an import path package.module:Class of a "
-             "pinn.balancing.Balancer subclass")
+             "pinn.optim.balancing.Balancer subclass")
     add("--balancing-args", type=keyword_arguments, action="append", metavar="ARGS",
         help="keyword arguments of the balancer, as --optimizer-args")
     add("--balance-every", type=int, help="balancing period in steps")
@@ -354,13 +354,13 @@ def add_arguments(parser) -> None:
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)
                 if f.default is not dataclasses.MISSING}
-    recipe_fields = ("lr", "steps", "width", "depth", "n_points")   # None: pinn/recipe.py
+    recipe_fields = ("lr", "steps", "width", "depth", "n_points")   # None: pinn/training/recipe.py
     for action in parser._actions:   # "not given", and the help states the default
         if action.dest in names or action.dest in ("coupling", "param", "ambiguous_eps"):
             action.default = s
         value = defaults.get(action.dest)
         if action.dest in recipe_fields:
-            value = "the case's published one (pinn/recipe.py)"
+            value = "the case's published one (pinn/training/recipe.py)"
         if value is not None and not isinstance(value, bool):
             action.help = f"{action.help + '; ' if action.help else ''}default {value}"
 

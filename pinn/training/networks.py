@@ -34,7 +34,7 @@ def _positive_int(name: str, value) -> int:
 def tanh_channels(a: torch.Tensor, derivatives) -> list:
     """[t, t' a', t' (a'' - 2 t a'^2)] for t = tanh(a), as many as ``derivatives`` = (a', a'')
     holds: the value and input derivatives of one hidden layer's output (see
-    :meth:`MLP.derivatives`, :meth:`pinn.stacked.StackedMLP.derivatives`)."""
+    :meth:`MLP.derivatives`, :meth:`pinn.training.stacked.StackedMLP.derivatives`)."""
     t = torch.tanh(a)
     channels = [t]
     if derivatives:
@@ -170,7 +170,7 @@ class FieldNetworks(nn.Module):
 
 
 def default_size(case) -> tuple[int, int]:
-    """(width, depth) of the published recipe (:mod:`pinn.recipe`): 1D 64 x 4, 2D 128 x 5."""
+    """(width, depth) of the published recipe (:mod:`pinn.training.recipe`): 1D 64 x 4, 2D 128 x 5."""
     published = recipe(case)
     return published.width, published.depth
 
