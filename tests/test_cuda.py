@@ -186,13 +186,13 @@ def test_training_follows_the_cpu_float64_run(device, dtype, optimizer, balancin
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_an_optimizer_by_import_path_follows_the_cpu_float64_run(device):
-    """torch.optim:Adam by import path (one instance per run, on copies of each run's
+    """torch.optim:Adam by import path (one instance per run, on views of each run's
     tensors on the device: pinn.optim.optimizers.PerRunOptimizer), a batch of two, follows the
     built-in fused Adam's float64 CPU run to Adam's float64 tolerance."""
     expected, _ = reference("adam", "gn", 2)
     trainer = fresh([config.replace(optimizer="torch.optim:Adam")
                      for config in configs(device, "float64", "adam", "gn", 2)])
-    assert {t.device.type for copies in trainer.optimizer.copies for t in copies} == {device}
+    assert {t.device.type for views in trainer.optimizer.views for t in views} == {device}
     histories = [result.history for result in trainer.run()]
     assert largest_difference(histories, expected, compared("adam")) <= tolerance(
         "adam", "gn", "float64")

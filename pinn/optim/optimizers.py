@@ -13,9 +13,10 @@ built for that (Adam is elementwise, :class:`pinn.optim.soap_batched.BatchedSOAP
 slice). A class from outside cannot be assumed to be: a matrix-aware method (Muon,
 Shampoo) would treat a stack as one matrix, a closure-based one (L-BFGS) would treat all
 runs as one vector and couple them through its line search. So it gets what it would get
-from one plain model: :class:`PerRunOptimizer` builds one instance per run, over copies of
-that run's own tensors (each network's weight (out, in) and bias (out,)), copies the
-stacked values and gradients into them before a step and the new values back after it.
+from one plain model: :class:`PerRunOptimizer` builds one instance per run, over that
+run's own tensors (each network's weight (out, in) and bias (out,)) as views into the
+stacks: a step writes into the stack directly, and the run's rows of the stacked gradient
+are its tensors' gradients. Nothing is copied.
 
 Closures. ``step`` always receives a closure (torch's convention: it re-evaluates the loss
 at the current parameters, back-propagates and returns the loss). Its first call returns
@@ -28,6 +29,7 @@ engine step is one ``step`` call of each run's optimizer: for L-BFGS that is up 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 from typing import Callable, Sequence
@@ -82,6 +84,7 @@ def split_method(text: str) -> tuple[str, str]:
     return optimizer, balancing
 
 
+@functools.lru_cache(maxsize=None)
 def _version(module_name: str) -> str | None:
     """The installed version of the distribution that provides ``module_name``."""
     from importlib import metadata
@@ -128,8 +131,8 @@ def check_optimizer(name: str, args: dict, lr: float) -> None:
 
 
 class PerRunOptimizer:
-    """One instance of an optimizer class per run, over copies of the run's own parameter
-    tensors (module docstring).
+    """One instance of an optimizer class per run, over views of the run's own parameter
+    tensors in the stacks (module docstring).
 
     ``params``: the stacked parameters (:meth:`pinn.training.stacked.StackedNetworks.parameters`);
     ``places[r]``: where run r's tensors live in them, as (index into ``params``, row)
@@ -143,9 +146,11 @@ class PerRunOptimizer:
                  places: Sequence[Sequence[tuple[int, int]]], **kwargs):
         self.params = list(params)
         self.places = [list(run) for run in places]
-        self.copies = [[self.params[p][k].detach().clone().requires_grad_(True) for p, k in run]
-                       for run in self.places]
-        self.optimizers = [cls(copies, **kwargs) for copies in self.copies]
+        # Each run's tensors as leaves sharing the stack's memory: what a step writes into
+        # them is in the stack, and what is set in the stack is what they hold.
+        self.views = [[self.params[p].detach()[k].requires_grad_(True) for p, k in run]
+                      for run in self.places]
+        self.optimizers = [cls(views, **kwargs) for views in self.views]
 
     @property
     def param_groups(self) -> list:
@@ -156,21 +161,11 @@ class PerRunOptimizer:
         for p in self.params:
             p.grad = None
 
-    def _values_to(self, r: int) -> None:
-        with torch.no_grad():
-            for copy, (p, k) in zip(self.copies[r], self.places[r]):
-                copy.copy_(self.params[p][k])
-
     def _gradients_to(self, r: int) -> None:
-        with torch.no_grad():
-            for copy, (p, k) in zip(self.copies[r], self.places[r]):
-                grad = self.params[p].grad
-                copy.grad = torch.zeros_like(copy) if grad is None else grad[k].clone()
-
-    def _values_from(self, r: int) -> None:
-        with torch.no_grad():
-            for copy, (p, k) in zip(self.copies[r], self.places[r]):
-                self.params[p][k].copy_(copy)
+        """Run r's rows of the stacked gradients as its tensors' gradients (views)."""
+        for view, (p, k) in zip(self.views[r], self.places[r]):
+            grad = self.params[p].grad
+            view.grad = torch.zeros_like(view) if grad is None else grad[k]
 
     def step(self, loss: Callable[[], torch.Tensor], current: torch.Tensor) -> None:
         """One step of every run's optimizer. The stacked gradients hold the gradient at
@@ -178,7 +173,6 @@ class PerRunOptimizer:
         re-evaluates the (runs,) losses at the stacked parameters and back-propagates
         their sum (a run's block of the gradient depends on that run alone)."""
         for r, optimizer in enumerate(self.optimizers):
-            self._values_to(r)   # the stack is the truth (it may have been set from outside)
             self._gradients_to(r)
             fresh = [True]
 
@@ -186,15 +180,12 @@ class PerRunOptimizer:
                 if fresh[0]:  # the loss and gradient of this step, already computed
                     fresh[0] = False
                     return current[r]
-                self._values_from(r)
                 self.zero_grad()
                 value = loss()
                 self._gradients_to(r)
                 return value[r].detach()
 
             optimizer.step(closure)
-        for r in range(len(self.optimizers)):
-            self._values_from(r)
 
     def run_state(self, r: int) -> dict:
         return self.optimizers[r].state_dict()
