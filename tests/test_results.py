@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pinn.__main__ import main
-from pinn.analysis.results import collect, mean_std, render
+from pinn.analysis.results import balancing_gain, collect, mean_std, render
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "results.md"
@@ -143,7 +143,7 @@ def test_collect_takes_the_tail_and_trajectory_from_the_history(tmp_path):
         collect(tmp_path / "missing", "x")
 
 
-@pytest.mark.parametrize("name", ["study-cpu", "study-cpu-compiled", "paper-1d", "eof-claim"])
+@pytest.mark.parametrize("name", ["study-cpu", "study-cpu-compiled", "paper-1d", "eof-claim", "paper-1d-ablation"])
 def test_committed_jsons_are_studies(name):
     path = ROOT / "data" / "results" / f"{name}.json"
     data = json.loads(path.read_text())
@@ -155,3 +155,29 @@ def test_committed_page_regenerates_identically():
     studies = [(name, json.loads((ROOT / name).read_text())) for name in names.split()]
     assert len(studies) >= 3
     assert PAGE.read_text() == render(studies)
+
+
+def test_balancing_gain_pairs_each_run_with_its_gn_twin():
+    # soap+none against soap+gn of synthetic(), seed by seed (gain = none / gn):
+    #   gamma 1: s0 0.05 / 0.01 = 5, s1 0.02 / 0.02 = 1 (not helped): median 3
+    #   gamma 10: s0 0.5 / 0.01 = 50, s1 0.044 / 0.022 = 2: median 26
+    # a seed without a twin and an Adam+none study of another budget pair with nothing
+    ablation = {**synthetic(), "runs": [
+        _run("soap+none", 1, 0, 0.05), _run("soap+none", 10, 0, 0.5),
+        _run("soap+none", 1, 1, 0.02), _run("soap+none", 10, 1, 0.044),
+        _run("soap+none", 1, 2, 0.9)]}
+    longer = {**synthetic(), "budget": {"thermo": {**BUDGET, "steps": 200}},
+              "runs": [_run("adam+none", 1, 0, 0.5), _run("adam+none", 10, 0, 0.5)]}
+    studies = [("gn.json", synthetic()), ("none.json", ablation), ("longer.json", longer)]
+    [row] = balancing_gain(studies)
+    assert row["studies"] == ["gn", "none"] and row["optimizer"] == "soap"
+    assert row["couplings"] == [1, 10] and row["none"] == pytest.approx([0.035, 0.272])
+    assert row["gn"] == pytest.approx([0.015, 0.016])
+    assert row["gain"] == pytest.approx([3.0, 26.0]) and (row["helped"], row["pairs"]) == (3, 4)
+    page = render(studies)
+    assert ("| `gn`, `none` | thermo | SOAP | constant | gamma = 1, 10 | 3.50e-02, 2.72e-01 | "
+            "1.50e-02, 1.60e-02 | 3x, 26x | 3 of 4 |") in page
+    # studies without a claimed method get no claim-3 verdict row nor comparison column
+    assert "| `gn` | 3: SOAP+GN" in page and "| `none` | 3:" not in page
+    assert "How the verdicts change" not in page
+    assert "What GN buys" not in render([("gn.json", synthetic())])

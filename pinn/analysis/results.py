@@ -1,8 +1,7 @@
 """The reproduction study's page: one small JSON per budget in, docs/results.md out.
 
     python -m pinn results collect runs/paper-1d data/results/paper-1d.json [--study TEXT]
-    python -m pinn results render data/results/study-cpu.json data/results/paper-1d.json \\
-        data/results/eof-claim.json --out docs/results.md
+    python -m pinn results render STUDY.json [STUDY.json ...] --out docs/results.md
 
 ``collect`` gathers the finished run folders of one sweep (``pinn/training/sweep.py``, its
 ``<output>/runs/``) into a JSON: per run system, coupling, method, schedule, seed, status,
@@ -13,8 +12,9 @@ the stored reference (figures into docs/img/). ``render`` reads only the JSONs (
 study's CSVs, docs/img/ntk-*.csv), so the page regenerates identically on any machine.
 
 The claims and their verdicts are :mod:`pinn.analysis.claims` (claim 3: the paper's protocol and the
-tail verdict with intervals over seeds); this module adds claims 1-2 (the NTK study) and
-claim 4 (the EOF accuracy), and writes the tables.
+tail verdict with intervals over seeds); this module adds claims 1-2 (the NTK study),
+claim 4 (the EOF accuracy) and what GN buys (each run without balancing against its twin
+with GN, :func:`balancing_gain`), and writes the tables.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from ..training.recipe import recipe
 from .report import plot_degradation, fmt, load_json, ratio_text, verdict_text
 from .statistics import log_interval, seeds_to_decide, tail
 
-__all__ = ["collect", "render", "write_page", "write_json", "SUCCESS_L2"]
+__all__ = ["collect", "render", "write_page", "write_json", "balancing_gain", "SUCCESS_L2"]
 
 SUCCESS_L2 = 0.1             # a run "succeeds" when its final L2_avg is below this
 PAPER_EOF_L2 = 1.3e-3        # claim 4: SOAP+GN at eps = 0.2 (reached: within 2x)
@@ -321,6 +321,7 @@ def render(studies: list[tuple[str, dict]]) -> str:
         lines += _study_section(name, data)
     if len(studies) > 1:
         lines += _comparison(studies)
+    lines += _balancing_section(studies)
     lines += _ntk_section(ntk)
     return "\n".join(lines) + "\n"
 
@@ -369,7 +370,7 @@ def _verdicts(studies, ntk) -> list[str]:
                                for v in sorted(set(per_system.values())))
             cells.append(f"**{overall(list(per_system.values()))}** ({counts})"
                          if per_system else "-")
-        if deg:
+        if _has_claim3(deg):
             lines.append(f"| `{_stem(name)}` | 3: SOAP+GN <= 1.1x, Adam+GN > 100x | "
                          f"{cells[0]} | {cells[1]} |")
         c4 = claim4(data["runs"])
@@ -381,6 +382,11 @@ def _verdicts(studies, ntk) -> list[str]:
                          f"{2 * PAPER_EOF_L2:g}, Adam+GN > {PAPER_EOF_ADAM:g} | "
                          f"{cells[0]} | {cells[1]} |")
     return lines + [""]
+
+
+def _has_claim3(table) -> bool:
+    """Whether a {system: {method: row}} degradation table has a row of a claimed method."""
+    return any("claim" in row for methods in table.values() for row in methods.values())
 
 
 def _budget_table(data) -> list[str]:
@@ -417,9 +423,9 @@ def _study_section(name, data) -> list[str]:
 
 
 def _label(method: str) -> str:
-    """"soap+gn" -> "SOAP+GN", "adam+none" -> "Adam+none"."""
-    optimizer, _, balancing = method.partition("+")
-    return f"{'SOAP' if optimizer == 'soap' else optimizer.capitalize()}+" + (
+    """"soap+gn" -> "SOAP+GN", "adam+none" -> "Adam+none", "soap" -> "SOAP"."""
+    optimizer, plus, balancing = method.partition("+")
+    return f"{'SOAP' if optimizer == 'soap' else optimizer.capitalize()}{plus}" + (
         balancing.upper() if balancing in ("gn", "lra") else balancing)
 
 
@@ -619,12 +625,15 @@ def _comparison(studies) -> list[str]:
     """Which verdicts change with the budget: per system and claimed method, each budget's
     paper-protocol / tail verdict (constant rate)."""
     tables = {name: degradation(data["runs"]).get("constant", {}) for name, data in studies}
+    studies = [(name, data) for name, data in studies if _has_claim3(tables[name])]
+    if len(studies) < 2:
+        return []
     rows = sorted({(system, method) for table in tables.values() for system, methods in
                    table.items() for method, row in methods.items() if "claim" in row},
                   key=lambda k: (list(CASES).index(k[0]), k[1]))
     lines = ["## How the verdicts change from one budget (or rerun) to the next", "",
              "Claim 3 per system and method, constant rate: paper's protocol / tail verdict "
-             "(\"-\": not in that JSON).", "",
+             "(\"-\": not in that JSON; JSONs with no claim-3 row left out).", "",
              "| system | method | " + " | ".join(f"`{_stem(n)}`" for n, _ in studies) + " |",
              "|---|---|" + "---|" * len(studies)]
     for system, method in rows:
@@ -634,6 +643,64 @@ def _comparison(studies) -> list[str]:
             cells.append("-" if not row or "claim" not in row else
                          f"{row['paper_verdict']} / {row['verdict']}")
         lines.append(f"| {system} | {method} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def balancing_gain(studies) -> list[dict]:
+    """GN against no balancing, seed by seed: every run with balancing "none" paired with the
+    run that differs only by GN (same system, coupling, optimizer, schedule, seed and budget),
+    each the first such run in the order of ``studies``. One row per (budget, system,
+    optimizer, schedule): the studies it drew on, per coupling (weak -> strong) the median
+    final L2_avg of either half and the gain = final L2 without / with GN (median over the
+    seeds); the number of pairs and of those in which GN helped (gain > 1)."""
+    order = [_stem(name) for name, _ in studies]
+    first = {}
+    for name, data in studies:
+        for r in data["runs"]:
+            optimizer, _, balancing = r["method"].partition("+")
+            budget = tuple(data["budget"][r["system"]].get(k) for k in BUDGET_KEYS)
+            key = (budget, r["system"], optimizer, r["schedule"], r["value"], r["seed"])
+            first.setdefault((key, balancing), (_stem(name), r["l2_final"].get("avg")))
+    pairs = defaultdict(lambda: defaultdict(list))
+    for (key, balancing), (name, none) in first.items():
+        gn_name, gn = first.get((key, "gn"), (None, None))
+        if balancing == "none" and none is not None and gn is not None:
+            pairs[key[:4]][key[4]].append((name, gn_name, none, gn))
+    out = []
+    for (_, system, optimizer, schedule), by_value in pairs.items():
+        values = CASES[system].weak_to_strong(by_value)
+        every = [p for v in values for p in by_value[v]]
+        out.append({"studies": sorted({n for p in every for n in p[:2]}, key=order.index),
+                    "system": system, "optimizer": optimizer, "schedule": schedule,
+                    "couplings": values,
+                    **{half: [statistics.median(p[i] for p in by_value[v]) for v in values]
+                       for half, i in (("none", 2), ("gn", 3))},
+                    "gain": [statistics.median(p[2] / p[3] for p in by_value[v]) for v in values],
+                    "pairs": len(every), "helped": sum(p[2] > p[3] for p in every)})
+    return sorted(out, key=lambda r: (order.index(r["studies"][0]), list(CASES).index(r["system"]),
+                                      r["optimizer"], r["schedule"]))
+
+
+def _balancing_section(studies) -> list[str]:
+    rows = balancing_gain(studies)
+    if not rows:
+        return []
+    lines = ["## What GN buys: the same runs without loss balancing", "",
+             "Each run trained without balancing (\"+none\") against its twin with GN (same "
+             "system, coupling, optimizer, schedule, seed and budget; from the JSONs named). "
+             "Gain = final L2_avg without GN / with GN, per seed: above 1, GN helped.", "",
+             "| JSONs | system | optimizer | schedule | couplings (weak -> strong) "
+             "| median final L2, none | median final L2, GN | median gain | GN helped |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {', '.join(f'`{n}`' for n in r['studies'])} | {r['system']} | "
+                     f"{_label(r['optimizer'])} | {r['schedule']} | "
+                     f"{CASES[r['system']].coupling} = "
+                     f"{', '.join(f'{v:g}' for v in r['couplings'])} | "
+                     f"{', '.join(fmt(v) for v in r['none'])} | "
+                     f"{', '.join(fmt(v) for v in r['gn'])} | "
+                     f"{', '.join(fmt(v, '.3g') + 'x' for v in r['gain'])} | "
+                     f"{r['helped']} of {r['pairs']} |")
     return lines + [""]
 
 
