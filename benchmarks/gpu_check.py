@@ -37,7 +37,8 @@ Parts, in this order, each within its time budget (seconds: full run / ``--small
 The whole budget is 340 s (--small 75 s; ``--budget`` changes it); parts (a)-(c) have
 fixed budgets, so (d) gets what is left, but never less than its minimum. A part that
 fails is recorded with its error and the others still run; the exit status is 1 when a
-part failed or a test did not pass.
+part failed or a test did not pass. The JSON is rewritten after every part, so a run
+stopped from outside keeps the parts it finished (and the log every line printed).
 """
 
 from __future__ import annotations
@@ -396,7 +397,12 @@ def main(argv=None) -> int:
             result = {"error": f"{type(error).__name__}: {error}"}
         result["part_seconds"] = time.perf_counter() - begin
         data["parts"][name] = result
+        save()
         return result
+
+    def save() -> None:  # after every part: a run killed later keeps the parts it finished
+        data["wall_seconds"] = time.perf_counter() - start
+        (out / "gpu-check.json").write_text(json.dumps(data, indent=1) + "\n")
 
     part("tests", "(a) CUDA tests", cuda_tests, out, sizes, log)
     speed = part("eof_speed", "(b) EOF step speed", eof_speed, sizes, args.device, log)
@@ -405,8 +411,7 @@ def main(argv=None) -> int:
     left = max(sizes.paper_min_seconds, sizes.budget - (time.perf_counter() - start) - 5.0)
     part("paper_run", f"(d) the paper recipe for {left:.0f} s", paper_run, sizes, args.device,
          left, compiled, log)
-    data["wall_seconds"] = time.perf_counter() - start
-    (out / "gpu-check.json").write_text(json.dumps(data, indent=1) + "\n")
+    save()
     log("")
     log(table(data))
     tests = data["parts"]["tests"]
