@@ -1,12 +1,15 @@
 """reference.fem.compat: each wrapped DOLFINx feature on a problem with a known solution,
 serial and under ``mpirun -n 2`` (the parallel values must equal the serial ones)."""
 
-import fem_problems  # a helper module beside the tests
-import numpy as np
 import pytest
-from mpi4py import MPI
 
-from reference.fem import compat
+pytest.importorskip("dolfinx")   # the finite-element tests need it
+
+import fem_problems  # noqa: E402  (a helper module beside the tests)
+import numpy as np  # noqa: E402
+from mpi4py import MPI  # noqa: E402
+
+from reference.fem import compat  # noqa: E402
 
 COMM = MPI.COMM_SELF
 POINTS = fem_problems.POINTS

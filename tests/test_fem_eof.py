@@ -1,15 +1,18 @@
 """The six-field EOF solver, the 1D NPP solver and their verification (coarse meshes)."""
 
-import fem_problems
-import numpy as np
 import pytest
-from mpi4py import MPI
 
-from reference import store
-from reference.cases import get_case
-from reference.exact import channel_profile, npp_profile
-from reference.fem import eof, generate, mms, npp
-from reference.fem.meshes import channel_mesh_spec, triangulation
+pytest.importorskip("dolfinx")   # the finite-element tests need it
+
+import fem_problems  # noqa: E402
+import numpy as np  # noqa: E402
+from mpi4py import MPI  # noqa: E402
+
+from reference import store  # noqa: E402
+from reference.cases import get_case  # noqa: E402
+from reference.exact import channel_profile, npp_profile  # noqa: E402
+from reference.fem import eof, generate, mms, npp  # noqa: E402
+from reference.fem.meshes import channel_mesh_spec, triangulation  # noqa: E402
 
 COMM = MPI.COMM_SELF
 

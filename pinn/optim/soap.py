@@ -214,23 +214,41 @@ def _accumulate_factors(g: torch.Tensor, factors: list, beta: float) -> None:
         f.mul_(beta).add_(torch.tensordot(g, g, dims=(other, other)), alpha=alpha)
 
 
-def _refresh_bases(state: dict) -> None:
-    """One power iteration + QR per axis, permuting the second moment alongside."""
+def _permute_runs(x: torch.Tensor, axis: int, order: torch.Tensor) -> torch.Tensor:
+    """x[r] with its ``axis`` (counted with the run axis) reordered by order[r]."""
+    shape = [order.shape[0]] + [1] * (x.dim() - 1)
+    shape[axis] = order.shape[1]
+    return torch.gather(x, axis, order.reshape(shape).expand_as(x))
+
+
+def _refresh_runs(state: dict) -> None:
+    """Per run and axis: P = F Q, d = diag(Q^T P), sort by d descending, permute V, Q = qr(P)."""
     exp_avg_sq = state["exp_avg_sq"]
     bases = state["Q"]
     for k, (f, q) in enumerate(zip(state["GG"], bases)):
         if f is None or q is None:
             continue
         power = f @ q
-        estimate = (q * power).sum(dim=0)
-        order = torch.argsort(estimate, descending=True, stable=True)
-        exp_avg_sq = exp_avg_sq.index_select(k, order)
-        power = power.index_select(1, order)
+        estimate = (q * power).sum(dim=-2)  # (R, n): the diagonal of Q^T F Q per run
+        order = torch.argsort(estimate, dim=-1, descending=True, stable=True)
+        exp_avg_sq = _permute_runs(exp_avg_sq, k + 1, order)
+        power = _permute_runs(power, 2, order)
         new_q, _ = torch.linalg.qr(power.to(_solver_dtype(power.dtype)))
         # QR's Q is column-major; one fixed layout keeps the matmul rounding (hence a
         # resumed run) independent of how Q was stored and reloaded
         bases[k] = new_q.to(q.dtype).contiguous()
     state["exp_avg_sq"] = exp_avg_sq
+
+
+def _refresh_bases(state: dict) -> None:
+    """:func:`_refresh_runs` on a stack of one run: a run alone and in a batch of
+    :class:`pinn.optim.soap_batched.BatchedSOAP` refresh by the same kernels."""
+    runs = {"exp_avg_sq": state["exp_avg_sq"][None],
+            "GG": [None if f is None else f[None] for f in state["GG"]],
+            "Q": [None if q is None else q[None] for q in state["Q"]]}
+    _refresh_runs(runs)
+    state["exp_avg_sq"] = runs["exp_avg_sq"][0]
+    state["Q"][:] = [None if q is None else q[0] for q in runs["Q"]]
 
 
 class SOAP(Optimizer):

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import torch
 
-from .soap import SOAP, _accumulate_runs, _eigenbasis, _rotate_matrix, _solver_dtype
+from .soap import (SOAP, _accumulate_runs, _eigenbasis, _refresh_runs, _rotate_matrix,
+                   _solver_dtype)
 
 __all__ = ["BatchedSOAP"]
 
@@ -42,32 +43,6 @@ def _rotate_runs(x: torch.Tensor, bases: list, forward: bool) -> torch.Tensor:
             return x
         return ((q.mT if forward else q) @ x.unsqueeze(-1)).squeeze(-1)
     return _rotate_matrix(x, *bases, forward)
-
-
-def _permute_runs(x: torch.Tensor, axis: int, order: torch.Tensor) -> torch.Tensor:
-    """x[r] with its ``axis`` (counted with the run axis) reordered by order[r]."""
-    shape = [order.shape[0]] + [1] * (x.dim() - 1)
-    shape[axis] = order.shape[1]
-    return torch.gather(x, axis, order.reshape(shape).expand_as(x))
-
-
-def _refresh_runs(state: dict) -> None:
-    """Per run and axis: P = F Q, d = diag(Q^T P), sort by d descending, permute V, Q = qr(P)."""
-    exp_avg_sq = state["exp_avg_sq"]
-    bases = state["Q"]
-    for k, (f, q) in enumerate(zip(state["GG"], bases)):
-        if f is None or q is None:
-            continue
-        power = f @ q
-        estimate = (q * power).sum(dim=-2)  # (R, n): the diagonal of Q^T F Q per run
-        order = torch.argsort(estimate, dim=-1, descending=True, stable=True)
-        exp_avg_sq = _permute_runs(exp_avg_sq, k + 1, order)
-        power = _permute_runs(power, 2, order)
-        new_q, _ = torch.linalg.qr(power.to(_solver_dtype(power.dtype)))
-        # QR's Q is column-major; one fixed layout keeps the matmul rounding (hence a
-        # resumed run) independent of how Q was stored and reloaded
-        bases[k] = new_q.to(q.dtype).contiguous()
-    state["exp_avg_sq"] = exp_avg_sq
 
 
 def _eigenbasis_runs(factors: torch.Tensor) -> torch.Tensor:
