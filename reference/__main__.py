@@ -82,9 +82,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
 
     # Deferred: DOLFINx only when there is something to solve.
-    from mpi4py import MPI
+    try:
+        from mpi4py import MPI
 
-    from reference.fem.generate import generate
+        from reference.fem.generate import generate
+    except ImportError as error:
+        parser.error(f"generating a reference needs DOLFINx and mpi4py ({error}); see the "
+                     "README's set-up. Training and scoring against the stored references "
+                     "in data/ need neither.")
 
     comm = MPI.COMM_WORLD
     level = logging.WARNING if args.quiet else logging.INFO

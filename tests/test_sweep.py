@@ -1,6 +1,7 @@
 """Sweeps: the spec, the plan, the index, resuming after a kill, MPI sharding, the CLI."""
 
 import csv
+import importlib.util
 import json
 import os
 import shutil
@@ -176,7 +177,18 @@ def test_cli_sweep_batches_and_is_idempotent(tmp_path, capsys):
     assert "another config" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(shutil.which("mpirun") is None, reason="needs mpirun")
+def test_mpirun_without_mpi4py_stops_with_a_message(tmp_path, monkeypatch, capsys):
+    spec = write_spec(tmp_path, steps=20, batch_size=4)
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")
+    monkeypatch.setitem(sys.modules, "mpi4py", None)      # import mpi4py fails
+    with pytest.raises(SystemExit) as stop:
+        main(["sweep", str(spec), "--no-progress"])
+    assert stop.value.code == 2 and "mpi4py is not installed" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "runs").exists()
+
+
+@pytest.mark.skipif(shutil.which("mpirun") is None or importlib.util.find_spec("mpi4py") is None,
+                    reason="needs mpirun and mpi4py")
 def test_mpi_ranks_split_the_runs_and_rank0_writes_the_whole_index(tmp_path):
     spec = write_spec(tmp_path, steps=20, batch_size=4)
     env = dict(_env(), OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",

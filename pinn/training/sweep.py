@@ -311,10 +311,16 @@ _MPI_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOC
 
 def mpi_world():
     """(communicator, rank, size): the MPI world when launched by mpirun with more than one
-    process, else (None, 0, 1) without importing mpi4py."""
+    process, else (None, 0, 1) without importing mpi4py. Launched by mpirun without mpi4py,
+    a ValueError (each process would otherwise train every run)."""
     if not any(int(os.environ.get(name, "1") or 1) > 1 for name in _MPI_SIZE_VARIABLES):
         return None, 0, 1
-    from mpi4py import MPI
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise ValueError("started by mpirun with several processes, but mpi4py is not "
+                         "installed here: install it (pip install mpi4py, built against "
+                         "this mpirun's MPI) or run the sweep without mpirun") from None
 
     comm = MPI.COMM_WORLD
     return comm, comm.Get_rank(), comm.Get_size()
