@@ -143,7 +143,7 @@ def test_collect_takes_the_tail_and_trajectory_from_the_history(tmp_path):
         collect(tmp_path / "missing", "x")
 
 
-@pytest.mark.parametrize("name", ["study-cpu", "study-cpu-compiled", "paper-1d", "eof-claim", "paper-1d-ablation"])
+@pytest.mark.parametrize("name", ["study-cpu", "study-cpu-compiled", "paper-1d", "eof-claim", "paper-1d-ablation", "paper-1d-warmup"])
 def test_committed_jsons_are_studies(name):
     path = ROOT / "data" / "results" / f"{name}.json"
     data = json.loads(path.read_text())
