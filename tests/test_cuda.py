@@ -443,9 +443,15 @@ def test_ntk_spectra_on_the_device_equal_the_cpu_ones(device, name, params):
     """pinn.analysis.ntk.ntk_at on the device against the CPU (float64): lambda_max(K) to 1e-10, the
     K eigenvalues above 1e-8 lambda_max to 1e-8 (an SVD resolves sigma_k to ~1e-16
     sigma_max, so lambda_k = sigma_k^2 to ~1e-16 lambda_max / (sigma_k / sigma_max) <= 1e-12
-    relative there), the K_P spectrum to 1e-8 (its values lie in [0, S]), the same ranks
-    (the singular values nearest the 1e-10 rank cutoff lie >= 2 % from it, measured, while
-    rounding moves them by ~1e-6 of themselves)."""
+    relative there), the same ranks (the singular values nearest the 1e-10 rank cutoff lie
+    >= 2 % from it, measured, while rounding moves them by ~1e-6 of themselves), the top of
+    the K_P spectrum (lambda_max = S and the largest diagonal entry) to 1e-8, and the whole
+    K_P spectrum to sum_s 1e-15 / margin_s: by Weyl each eigenvalue moves by at most
+    sum_s ||dP_s||, and by Wedin ||dP_s|| <~ ||E_s|| / sigma_r,s, where the row-equilibrated
+    block (unit rows, so sigma_1 >= 1) carries rounding errors ||E_s|| <~ 1e-15 (~1e-16 per
+    row, <= 62 rows). These blocks keep singular values down to ~1e-10 sigma_1, so that is
+    up to ~1e-5; float32 anywhere on the path would turn those directions by O(1). On an
+    H200 (2026-11-28) the spectra differed by up to 2.7e-8."""
     case = get_case(name, **params)
     options = dict(width=6, depth=2, n_points=10, seed=0, spectra=True)
     mine, cpu = ntk_at(case, device=device, **options), ntk_at(case, **options)
@@ -457,7 +463,9 @@ def test_ntk_spectra_on_the_device_equal_the_cpu_ones(device, name, params):
     large = cpu.eigenvalues_K >= 1e-8 * cpu.lambda_max_K
     assert large.sum() >= 10
     np.testing.assert_allclose(mine.eigenvalues_K[large], cpu.eigenvalues_K[large], rtol=1e-8)
-    np.testing.assert_allclose(mine.eigenvalues_KP, cpu.eigenvalues_KP, rtol=0, atol=1e-8)
+    bound = sum(1e-15 / block.margin for block in cpu.blocks if block.margin)
+    assert bound < 1e-4  # the bound is small against the O(1) values of the K_P spectrum
+    np.testing.assert_allclose(mine.eigenvalues_KP, cpu.eigenvalues_KP, rtol=0, atol=bound)
 
 
 @pytest.mark.parametrize("device", [pytest.param("cuda", id="cuda", marks=CUDA)])

@@ -67,3 +67,19 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path):
     assert table[-1].startswith("    L2_avg: 0: ") and table[-2].startswith("(d) eof-straight")
     log = (out / "gpu-check.log").read_text()
     assert "tests/test_cuda.py" in log and log.rstrip().endswith("\n".join(table))
+
+
+def test_step_profile_reports_both_methods_on_the_cpu(tmp_path):
+    """benchmarks/step_profile.py at the --small sizes: a report per method, with the wall
+    time per step and the profiler's tables (the kernel lines need a GPU: docs/gpu.md)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from step_profile import main
+
+    assert main([str(tmp_path), "--device", "cpu", "--small", "--steps", "2"]) == 0
+    report = (tmp_path / "step-profile.txt").read_text()
+    heads = [line for line in report.splitlines() if line.startswith("== ")]
+    assert [head.split(":")[0] for head in heads] == ["== soap+gn", "== adam+gn"]
+    assert all(float(head.split(": ")[1].split(" ms")[0]) > 0 for head in heads)
+    assert report.count("Self CPU time total") == 2 and "kernels" not in report
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), "--steps", "0"])

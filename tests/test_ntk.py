@@ -135,6 +135,9 @@ def test_kp_of_coordinate_blocks_counts_the_networks_per_row():
     np.testing.assert_allclose(report.eigenvalues_K, np.linalg.eigvalsh(K)[::-1], rtol=1e-10)
     assert report.lambda_max_K == pytest.approx(np.linalg.eigvalsh(K)[-1], rel=1e-12)
     assert [(blk.rows, blk.rank) for blk in report.blocks] == [(2, 2), (2, 2)]
+    for blk, rows in zip(report.blocks, (a[:2], b[1:])):  # sigma_2 / sigma_1, rows normalised
+        sigma = np.linalg.svd((rows / rows.norm(dim=1, keepdim=True)).numpy(), compute_uv=False)
+        assert blk.margin == pytest.approx(sigma[1] / sigma[0], rel=1e-12)
     assert report.coverage == 2 and report.expected_KP == 2 and not report.rank_deficient
     assert report.lr_max == pytest.approx(1 / report.lambda_max_K)
     assert report.max_diag_KP == pytest.approx(2.0, abs=1e-12) and report.witness == "all[1]"

@@ -219,13 +219,18 @@ def jacobian(problem, model, weights: Mapping[str, float] | None = None, *,
 @dataclass(frozen=True)
 class BlockReport:
     """One network s: its fields, parameter count, the rows it influences |R_s|,
-    rank(J_s) (singular values > rtol sigma_max) and lambda_max(J_s J_s^T) = sigma_max^2."""
+    rank(J_s) (singular values > rtol sigma_max) and lambda_max(J_s J_s^T) = sigma_max^2.
+    ``margin`` = sigma_r / sigma_1 of the row-equilibrated block (see _range_basis), the
+    smallest singular value kept over the largest (0 for a block that influences no row):
+    rounding errors E of that block turn its kept singular subspace, hence P_s, by up to
+    about ||E|| / sigma_r (Wedin's theorem), so 1 / margin is how much P_s amplifies them."""
 
     fields: tuple[str, ...]
     n_params: int
     rows: int
     rank: int
     lambda_max: float
+    margin: float
 
     @property
     def rank_deficient(self) -> bool:
@@ -304,7 +309,7 @@ def _validate_rtol(rtol) -> float:
 
 
 def _range_basis(Js, row_norm, influenced, rtol):
-    """An orthonormal basis Q (M, r) of range(J_s) and r = rank(J_s).
+    """An orthonormal basis Q (M, r) of range(J_s), r = rank(J_s) and sigma_r / sigma_1.
 
     With D = diag(row norms) of the influenced rows, range(J_s) = D range(D^{-1} J_s):
     the rank is decided on the row-equilibrated D^{-1} J_s (thin SVD U S V^T, r = #{S_k >
@@ -314,14 +319,14 @@ def _range_basis(Js, row_norm, influenced, rtol):
     """
     n_rows = Js.shape[0]
     if not bool(influenced.any()):
-        return Js.new_zeros(n_rows, 0), 0
+        return Js.new_zeros(n_rows, 0), 0, 0.0
     scale = row_norm[influenced, None]
     U, sigma, _ = torch.linalg.svd(Js[influenced] / scale, full_matrices=False)
     rank = int((sigma > rtol * sigma[0]).sum())
     lifted = Js.new_zeros(n_rows, rank)
     lifted[influenced] = scale * U[:, :rank]
     Q, _ = torch.linalg.qr(lifted)
-    return Q, rank
+    return Q, rank, float(sigma[rank - 1] / sigma[0]) if rank else 0.0
 
 
 def analyze(jac: StackedJacobian, rtol: float = DEFAULT_RTOL, spectra: bool = False) -> NTKReport:
@@ -340,9 +345,10 @@ def analyze(jac: StackedJacobian, rtol: float = DEFAULT_RTOL, spectra: bool = Fa
         row_norm = Js.norm(dim=1)
         influenced = row_norm > ROW_TOL * row_norm.max()  # all False for a zero block
         influence += influenced.to(torch.int64)
-        basis, rank = _range_basis(Js, row_norm, influenced, rtol)
+        basis, rank, margin = _range_basis(Js, row_norm, influenced, rtol)
         bases.append(basis)
-        blocks.append(BlockReport(jac.groups[s], Js.shape[1], int(influenced.sum()), rank, top**2))
+        blocks.append(BlockReport(jac.groups[s], Js.shape[1], int(influenced.sum()), rank, top**2,
+                                  margin))
     sigma_K = torch.linalg.svdvals(J)
     sigma_P = torch.linalg.svdvals(torch.cat(bases, dim=1))
     diagonal = sum(basis.square().sum(dim=1) for basis in bases)
