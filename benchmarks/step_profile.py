@@ -41,8 +41,8 @@ def profile_method(optimizer: str, sizes, device: str, steps: int) -> str:
     lines = [f"== {optimizer}+gn: {wall * 1e3:.2f} ms per step over {steps} steps "
              f"({profiled * 1e3:.2f} ms under the profiler)"]
     # Kernels: device events, less the ranges user annotations (the optimizer step) span.
-    kernels = [event for event in averages
-               if event.device_type == DeviceType.CUDA and not getattr(event, "is_user_annotation", False)]
+    kernels = [event for event in averages if event.device_type == DeviceType.CUDA
+               and not getattr(event, "is_user_annotation", False)]
     if kernels:
         busy = sum(event.self_device_time_total for event in kernels) / 1e6 / steps  # us -> s
         launches = sum(event.count for event in kernels) / steps
