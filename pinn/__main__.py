@@ -31,6 +31,7 @@ def train_command(subparsers) -> None:
     def run(args) -> int:
         from reference.store import ReferenceFileError, check_writable
 
+        from .optim.optimizers import is_import_path, load_class
         from .training.checkpoint import CheckpointError
         from .training.trainer import CONFIG, train
 
@@ -41,8 +42,11 @@ def train_command(subparsers) -> None:
                     raise ValueError("--resume needs --run-dir (the folder of the run to continue)")
                 stored = Path(args.run_dir) / CONFIG
                 if stored.is_file():
+                    for name in ("optimizer", "balancing"):   # named here: imported
+                        if is_import_path(getattr(args, name, None)):
+                            load_class(getattr(args, name), name)
                     try:
-                        base = cfg.TrainConfig.from_dict(json.loads(stored.read_text()))
+                        base = cfg.TrainConfig.from_stored(json.loads(stored.read_text()), stored)
                     except (ValueError, TypeError) as error:
                         raise ValueError(f"cannot resume from {stored}: {error}") from None
             config = cfg.from_args(args, base)
@@ -58,6 +62,8 @@ def train_command(subparsers) -> None:
             if summary:
                 fields = " ".join(f"{k}={v:.3e}" for k, v in summary["l2"].items())
                 print(f"  {label:>11} (step {summary['step']}): L2 {fields}")
+        for warning in result.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         if result.diverged:
             print(result.message, file=sys.stderr)
             return 3
@@ -112,7 +118,7 @@ def errors_command(subparsers) -> None:
         from reference.cases import FE_CASES
 
         try:
-            model, case = load_model(args.run_dir)
+            model, case, scored = load_model(args.run_dir)
             if args.reference is None and case.name not in FE_CASES:
                 raise ValueError(f"{case.name} has no stored reference (its exact solution "
                                  "scores the run during training: see its metrics.json); "
@@ -123,9 +129,11 @@ def errors_command(subparsers) -> None:
         except (ValueError, RuntimeError) as error:
             parser.error(str(error))
         ds = error_fields(model, reference, case=case, allow_mismatch=args.allow_mismatch)
+        ds.attrs.update(scored)
+        print(f"scored the checkpoint of step {scored['checkpoint_step']}: {scored['run_note']}")
         out = Path(args.out or args.run_dir)
         out.mkdir(parents=True, exist_ok=True)
-        ds.to_netcdf(out / "errors.nc")
+        store.atomic_write(out / "errors.nc", ds.to_netcdf)
         plot_error_fields(ds, out / "errors.png")
         for name in ds["field"].values:
             row = ds.sel(field=name)
@@ -163,6 +171,8 @@ def sweep_command(subparsers) -> None:
     parser.add_argument("--no-progress", dest="progress", action="store_false")
 
     def run(args) -> int:
+        from reference.store import check_writable
+
         from .training.sweep import index_finished, load_spec, plan, run_sweep
 
         budget = {key: value for key, value in (("steps", args.steps), ("device", args.device),
@@ -180,14 +190,18 @@ def sweep_command(subparsers) -> None:
                 done = sum(row["status"] != "pending" for row in rows)
                 print(f"{done} of {len(rows)} runs finished; index in {spec.output}")
                 return 0
+            check_writable(spec.output)   # before any batch: every result goes there
             rows = run_sweep(spec, progress=args.progress)
         except ValueError as error:
             parser.error(str(error))
-        bad = [row for row in rows if row["status"] != "completed"]
-        print(f"{len(rows) - len(bad)} of {len(rows)} runs completed; index in {spec.output}")
+        # runs another process held are its to report
+        own = [row for row in rows if row["status"] != "busy"]
+        done = sum(row["status"] == "completed" for row in rows)
+        busy = f", {len(rows) - len(own)} held by another process" if len(own) < len(rows) else ""
+        print(f"{done} of {len(rows)} runs completed{busy}; index in {spec.output}")
         # a diverged run is a result, but a sweep without one completed run measured nothing
-        failed = any(row["status"] == "failed" for row in bad)
-        return 1 if failed or (rows and len(bad) == len(rows)) else 0
+        failed = any(row["status"] == "failed" for row in own)
+        return 1 if failed or (own and not any(row["status"] == "completed" for row in own)) else 0
 
     parser.set_defaults(run=run)
 
@@ -290,7 +304,10 @@ def main(argv=None) -> int:
         apply_thread_policy()  # one thread per process (pinn.training.threads)
     except ValueError as error:
         parser.error(str(error))
-    return args.run(args)
+    from reference.store import full_disk_exits
+
+    with full_disk_exits(parser.prog):
+        return args.run(args)
 
 
 if __name__ == "__main__":

@@ -95,8 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level if comm.rank == 0 else logging.ERROR,
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    from reference.store import full_disk_exits
+
     for case in cases:
-        path, _ = generate(case, args.out, comm)
+        with full_disk_exits(parser.prog):
+            path, _ = generate(case, args.out, comm)
         if comm.rank == 0:
             print(f"{case.label}: {path}", flush=True)
     return 0

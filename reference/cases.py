@@ -53,6 +53,23 @@ def _positive(name: str, value) -> float:
     return value
 
 
+#: The thinnest double layer a case may have, eps / (the length across it): the evaluation
+#: grid (reference.store) resolves it down to there, with 7 of the 1000 uniform 1D points
+#: and a dozen of the 200 graded 2D ones within one Debye length (eps / sqrt 2) of a wall.
+#: Below it the scores would miss the layer (and the Poisson-Boltzmann solve soon fails).
+MIN_EPS = 0.01
+
+
+def _debye_ratio(value, across: float) -> float:
+    """eps, checked against :data:`MIN_EPS` for a double layer across ``across``."""
+    value = _positive("eps", value)
+    if value < MIN_EPS * across:
+        raise ValueError(f"eps must be >= {MIN_EPS * across:g} (allowed range: "
+                         f"[{MIN_EPS * across:g}, inf): the evaluation grid resolves a double "
+                         f"layer of eps / sqrt 2 down to there), got {value:g}")
+    return value
+
+
 def _nonnegative(name: str, value) -> float:
     value = _finite(name, value)
     if value < 0:
@@ -233,10 +250,11 @@ class NernstPlanckPoisson(Case):
     length: float = 1.0
 
     def _validate(self):
+        length = _positive("length", self.length)
         return dict(
-            eps=_positive("eps", self.eps),
+            eps=_debye_ratio(self.eps, length),
             zeta=_finite("zeta", self.zeta),
-            length=_positive("length", self.length),
+            length=length,
         )
 
 
@@ -293,7 +311,7 @@ class ElectroosmoticFlow(Case):
 
     def _validate(self):
         checked = dict(
-            eps=_positive("eps", self.eps),
+            eps=_debye_ratio(self.eps, 1.0),   # the channel's height
             zeta=_finite("zeta", self.zeta),
             Ex=_finite("Ex", self.Ex),
             mu=_positive("mu", self.mu),

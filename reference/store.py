@@ -19,19 +19,27 @@ towards the walls (to resolve the double layers) does not over-weight them:
 Writes are atomic (a temporary file renamed into place; stale ones of killed writers are
 removed on the next write), and ``manifest.json`` in the same folder records each file's
 sha256 (updated under a file lock, so parallel writers keep every entry); reading checks
-the file against it. Nothing here imports DOLFINx.
+the file against it, and a reader asking for a case checks that the file holds that case
+(:func:`check_case`). A reference and its manifest entry are both written in full before
+either is renamed into place, so a full disk or a kill leaves the previous pair. Nothing
+here imports DOLFINx.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import errno
 import glob
 import hashlib
 import json
 import math
 import os
+import signal
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -45,6 +53,11 @@ __all__ = [
     "reference_path",
     "write_reference",
     "open_reference",
+    "check_case",
+    "check_writable",
+    "atomic_write",
+    "full_disk_message",
+    "full_disk_exits",
     "read_mesh",
     "sha256",
 ]
@@ -161,21 +174,53 @@ def _json(obj) -> str:
     return json.dumps(obj if obj is not None else {}, default=default, sort_keys=True)
 
 
+CHECK_BYTES = 4096  # what check_writable writes: an empty file fits on a full disk
+
+
 def check_writable(folder) -> Path:
     """ValueError naming ``folder`` when files cannot be written there (checked by writing
-    one in its nearest existing ancestor, created folders left alone: nothing stays
-    behind); call it before long work whose results go there."""
+    :data:`CHECK_BYTES` to disk in its nearest existing ancestor, created folders left
+    alone: nothing stays behind); call it before long work whose results go there."""
     folder = Path(folder).absolute()
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     try:
         if not existing.is_dir():
             raise NotADirectoryError(f"{existing} is not a folder")
         fd, tmp = tempfile.mkstemp(prefix=".write-check.", dir=existing)
-        os.close(fd)
-        os.unlink(tmp)
+        try:
+            os.write(fd, bytes(CHECK_BYTES))
+            os.fsync(fd)   # a full disk may refuse the blocks only here
+        finally:
+            os.close(fd)
+            os.unlink(tmp)
     except OSError as error:
         raise ValueError(f"cannot write to {folder}: {error.strerror or error}") from None
     return folder
+
+
+def full_disk_message(error: BaseException) -> str | None:
+    """What to tell the user when ``error`` is a full disk (or quota), else None (the
+    writes here are atomic, so the files being written were left as they were)."""
+    if not isinstance(error, OSError) or error.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    where = f" writing {error.filename}" if error.filename else ""
+    return (f"{os.strerror(error.errno)}{where}; the files being written were left as they "
+            "were (nothing half-written): free some space and run the command again (a run "
+            "resumes from its last checkpoint with --resume, a sweep skips its finished runs)")
+
+
+@contextlib.contextmanager
+def full_disk_exits(prog: str):
+    """A full disk inside this block ends the command with :func:`full_disk_message` and
+    status 1, not a traceback (the command lines run in one)."""
+    try:
+        yield
+    except OSError as error:
+        message = full_disk_message(error)
+        if message is None:
+            raise
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 STALE_SECONDS = 3600  # a temporary file of ours this old was left by a killed writer
@@ -193,23 +238,97 @@ def _clean_stale(path: Path) -> None:
             pass  # another writer's cleanup got there first, or it is not ours to remove
 
 
+class _Interrupted(BaseException):
+    """SIGINT or SIGTERM during a write (:func:`_interrupts_unwind`)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+_held: list | None = None  # signals that arrived while files were renamed (:func:`_renaming`)
+
+
+def _interrupt(signum, frame):
+    if _held is not None:
+        _held.append(signum)
+        return
+    raise _Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _interrupts_unwind():
+    """While a write's temporary files exist, SIGTERM unwinds the stack as SIGINT does, so
+    that their cleanup runs (by default SIGTERM ends the process on the spot and leaves them
+    for an hour); on the way out the signal is raised again, to end the process as it
+    would have. Only default handlers are replaced, and only the main thread can."""
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    replaced = [signum for signum, handler in defaults.items()
+                if signal.getsignal(signum) is handler]
+    for signum in replaced:
+        signal.signal(signum, _interrupt)
+    try:
+        yield
+    except _Interrupted as interrupted:
+        if replaced:   # the outermost write: the temporary files are gone by now
+            for signum in replaced:
+                signal.signal(signum, defaults[signum])
+            signal.raise_signal(interrupted.signum)   # SIGINT: KeyboardInterrupt from here
+        raise
+    finally:
+        for signum in replaced:
+            signal.signal(signum, defaults[signum])
+
+
+@contextlib.contextmanager
+def _renaming():
+    """Files renamed into place in this block are renamed all or none on SIGINT/SIGTERM:
+    a signal waits for the end of the block."""
+    global _held
+    _held = []
+    try:
+        yield
+    finally:
+        held, _held = _held, None
+        if held:
+            raise _Interrupted(held[0])
+
+
+@contextlib.contextmanager
+def _staged(path: Path, write):
+    """A temporary file beside ``path`` holding what ``write(tmp_path)`` wrote, flushed to
+    disk; the caller renames it into place. It is removed if it is still there at the end
+    (an error, a full disk, SIGINT or SIGTERM), as are stale ones of earlier, killed
+    writes of ``path``."""
+    _clean_stale(path)
+    with _interrupts_unwind():
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            write(Path(tmp))
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
+            yield Path(tmp)
+        except OSError as error:
+            if full_disk_message(error) and not error.filename:
+                error.filename = str(path)   # the file, not its temporary name
+            raise
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+
 def atomic_write(path, write) -> Path:
     """Call ``write(tmp_path)``, flush it to disk, then rename it into ``path``: an
-    interrupted write never leaves a half-written file (the previous one stays). Stale
-    temporary files of earlier, killed writes of ``path`` are removed first."""
+    interrupted write (an error, a full disk, SIGINT or SIGTERM) never leaves a
+    half-written file (the previous one stays). Stale temporary files of earlier, killed
+    writes of ``path`` are removed first."""
     path = Path(path)
-    _clean_stale(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
+    with _staged(path, write) as tmp:
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -231,19 +350,25 @@ def _read_manifest(manifest_path: Path) -> dict:
     return manifest
 
 
-def _update_manifest(path: Path, digest: str) -> None:
-    """Add ``path``'s entry to the manifest beside it. Writers of one folder (e.g. ranks
-    generating references at once) take turns under an exclusive lock on a lock file, so
-    none loses another's entry."""
+def _install_listed(tmp: Path, path: Path) -> str:
+    """Rename the written reference ``tmp`` into ``path`` together with its manifest entry;
+    returns its sha256. The new manifest is written in full first, then both are renamed
+    back to back (:func:`_renaming`), so no failure leaves a file the manifest does not
+    list. Writers of one folder (e.g. ranks generating references at once) take turns
+    under an exclusive lock on a lock file, so none loses another's entry."""
     import fcntl
 
+    digest = sha256(tmp)
     manifest_path = path.parent / MANIFEST
     with open(path.parent / f".{MANIFEST}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)   # released when the file is closed
         manifest = _read_manifest(manifest_path) if manifest_path.exists() else {}
-        manifest[path.name] = {"sha256": digest, "size": path.stat().st_size}
+        manifest[path.name] = {"sha256": digest, "size": tmp.stat().st_size}
         text = json.dumps(dict(sorted(manifest.items())), indent=2) + "\n"
-        atomic_write(manifest_path, lambda tmp: tmp.write_text(text))
+        with _staged(manifest_path, lambda t: t.write_text(text)) as manifest_tmp, _renaming():
+            os.replace(tmp, path)
+            os.replace(manifest_tmp, manifest_path)
+    return digest
 
 
 def write_reference(path, case, *, grid_fields, mesh=None, mesh_fields=None, solver=None,
@@ -289,11 +414,10 @@ def write_reference(path, case, *, grid_fields, mesh=None, mesh_fields=None, sol
                 for name, values in (mesh_fields or {}).items():
                     m.create_dataset(name, data=np.asarray(values, dtype=float))
 
-    atomic_write(path, write)
-    digest = sha256(path)
-    if manifest:
-        _update_manifest(path, digest)
-    return digest
+    if not manifest:
+        return sha256(atomic_write(path, write))
+    with _staged(path, write) as tmp:
+        return _install_listed(tmp, path)
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -339,13 +463,14 @@ def _open(path: Path):
     return f
 
 
-def open_reference(path, verify: bool = True):
+def open_reference(path, verify: bool = True, case=None):
     """Open a reference file as an ``xarray.Dataset`` on its evaluation grid.
 
     Dimensions ``y`` and ``x`` (1D cases: ``x``); data variables: every field and
     ``weight``; attributes: ``case``, ``params``, ``generator``, ``solver``,
     ``verification`` (dicts), ``created``, ``schema_version``, ``sha256``, ``path``.
-    With ``verify`` the file's sha256 must match the manifest beside it. Raises
+    With ``verify`` the file's sha256 must match the manifest beside it; with ``case`` the
+    file must hold that case's reference (:func:`check_case`). Raises
     :class:`ReferenceFileError` saying what is wrong and how to regenerate the file.
     """
     import xarray as xr
@@ -374,7 +499,32 @@ def open_reference(path, verify: bool = True):
     dims = ("y", "x") if "y" in grid else ("x",)
     coords = {dim: grid.pop(dim) for dim in dims}
     data = {name: (dims, values) for name, values in grid.items()}
-    return xr.Dataset(data, coords=coords, attrs=attrs)
+    dataset = xr.Dataset(data, coords=coords, attrs=attrs)
+    if case is not None:
+        check_case(dataset, case)
+    return dataset
+
+
+def check_case(reference, case) -> None:
+    """ReferenceFileError naming both when ``reference`` (a Dataset of :func:`open_reference`)
+    is not the reference of ``case``: another case or other parameters (a file stored, and
+    listed in the manifest, under another case's name: its sha256 matches, so only this
+    tells), or another evaluation grid than :func:`evaluation_grid` gives. Every reader
+    that scores a case against a file checks it here."""
+    from reference.cases import case_from_params
+
+    path = Path(reference.attrs.get("path", reference_path(case)))
+    stored = case_from_params(reference.attrs["case"], reference.attrs["params"])
+    if stored != case:
+        # under the case's own name the file is mislabeled; under another, the wrong one
+        hint = (f"; {_regenerate_hint(path)}" if path.name == reference_path(case).name else "")
+        raise ReferenceFileError(f"{path} holds the reference of {stored.name} {stored.params()}, "
+                                 f"not of {case.name} {case.params()}{hint}")
+    grid = evaluation_grid(case)
+    for axis in ("x", "y")[: case.dim]:
+        if not np.allclose(reference[axis].values, grid[axis], rtol=0, atol=1e-12):
+            raise ReferenceFileError(f"{path} is stored on another {axis}-grid than "
+                                     f"evaluation_grid gives; {_regenerate_hint(path)}")
 
 
 def read_mesh(path, verify: bool = True) -> dict[str, np.ndarray]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +24,7 @@ from pinn.training.config import DEVICES
 from pinn.analysis.report import format_summary
 from pinn.training.threads import apply_thread_policy
 from reference.cases import CASES
+from reference.store import check_writable
 
 from .profiles import PROFILES, get_profile
 from .runner import with_methods
@@ -91,8 +93,24 @@ def pytest_configure(config):
         apply_thread_policy()  # one thread per process (pinn.training.threads)
     except ValueError as err:
         raise pytest.UsageError(str(err)) from None
+    _check_json_output(config.getoption("benchmark_json", None))
     config.stash[_RESULTS] = []
     config.pluginmanager.register(StudyProgress(config, profile), "pinn-study-progress")
+
+
+def _check_json_output(path) -> None:
+    """pytest-benchmark writes --benchmark-json only after the last benchmark: a path it
+    cannot write would lose the whole study, so it is checked (and its folder made) first."""
+    if path is None:
+        return
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder; give a file name, e.g. {path / 'out.json'}")
+        check_writable(path.parent)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as err:
+        raise pytest.UsageError(f"--benchmark-json: {err}") from None
 
 
 def pytest_report_header(config):

@@ -1,6 +1,8 @@
 """Error fields against a stored reference: exact numbers from a known perturbation, the
 double-layer/bulk split, NetCDF round trip, the plot, and run directories."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -69,13 +71,14 @@ def test_a_band_over_the_whole_channel_has_no_bulk(reference):
 def test_a_reference_of_other_parameters_or_case_is_refused(reference, tmp_path):
     other = store.open_reference(store.reference_path(get_case("eof-straight", eps=0.5)))
     model = ProfilePlusOffset(get_case("eof-straight", eps=0.2), 0.0)
-    with pytest.raises(ValueError, match=r"the reference is eof-straight .*'eps': 0.5.*, the "
-                                         r"run was trained on eof-straight .*'eps': 0.2"):
+    with pytest.raises(ValueError, match=r"holds the reference of eof-straight .*'eps': 0.5.*, "
+                                         r"not of eof-straight .*'eps': 0.2.*\. The run was "
+                                         "trained on the latter"):
         error_fields(model, other, case=get_case("eof-straight", eps=0.2))
     crossed = error_fields(model, other, case=get_case("eof-straight", eps=0.2),
                            allow_mismatch=True)
     assert float(crossed["l2"].sel(field="phi")) > 0.1       # eps 0.2 profile vs eps 0.5
-    with pytest.raises(ValueError, match="the reference is eof-straight .* trained on npp"):
+    with pytest.raises(ValueError, match="holds the reference of eof-straight .* not of npp"):
         error_fields(model, reference, case=get_case("npp", eps=0.1))
 
 
@@ -111,3 +114,30 @@ def test_run_directory(tmp_path, reference):
     assert main(["errors", str(tmp_path / "run"), "--reference", str(other), "--allow-mismatch",
                  "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "errors.nc").is_file()
+
+
+def test_errors_say_which_checkpoint_they_score(tmp_path, capsys, reference):
+    """`pinn errors` of a run scores its checkpoint; it prints that step and whether the run
+    has finished, and writes both into errors.nc (a run still training, or killed, has no
+    metrics.json yet, and one resumed for more steps asks for more in its config.json)."""
+    from pinn.training.trainer import TrainConfig, train
+
+    run = tmp_path / "run"
+    train(TrainConfig(case="eof-straight", case_params={"eps": 0.2}, optimizer="adam", steps=4,
+                      eval_every=2, width=8, depth=1, n_points=20, run_dir=str(run),
+                      progress=False, device="cpu"))
+    assert main(["errors", str(run), "--out", str(tmp_path / "done")]) == 0
+    assert "scored the checkpoint of step 4: the run completed at step 4" in capsys.readouterr().out
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "steps": 8}))
+    assert main(["errors", str(run), "--out", str(tmp_path / "more")]) == 0
+    assert "the run is unfinished (step 4 of 8" in capsys.readouterr().out
+    (run / "config.json").write_text(json.dumps(config))
+    (run / "metrics.json").unlink()
+    assert main(["errors", str(run), "--out", str(tmp_path / "out")]) == 0
+    assert ("scored the checkpoint of step 4: the run is unfinished (step 4 of 4: still "
+            "training, or stopped before its end)") in capsys.readouterr().out
+    with xr.open_dataset(tmp_path / "out" / "errors.nc") as ds:
+        assert ds.attrs["checkpoint_step"] == 4 and ds.attrs["run_status"] == "unfinished"
+    ds = error_fields(run, reference)
+    assert ds.attrs["checkpoint_step"] == 4 and ds.attrs["run_status"] == "unfinished"

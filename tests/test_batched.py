@@ -254,13 +254,33 @@ def test_a_batch_needs_compatible_configs():
         Trainer([small(steps=2, run_dir="x"), small(steps=2, run_dir="x")])
 
 
-def _reference_run(config: TrainConfig):
+def _permute_hidden_units(model, permutations) -> None:
+    """Reorder the hidden units of every network of ``model``: layer l's rows (weight and
+    bias) and layer l+1's columns by ``permutations[net][l]``. The network computes the same
+    function, and Adam (elementwise) and GN (norms) follow the same trajectory in exact
+    arithmetic; in floating point every product W h sums its terms in another order."""
+    with torch.no_grad():
+        for mlp, orders in zip(model.nets, permutations):
+            for layer, after, order in zip(mlp.layers, mlp.layers[1:], orders):
+                layer.weight.copy_(layer.weight[order])
+                layer.bias.copy_(layer.bias[order])
+                after.weight.copy_(after.weight[:, order])
+
+
+def _reference_run(config: TrainConfig, permutation_seed: int | None = None):
     """The recipe written plainly, the eager reference of the engine: the run's own
     FieldNetworks (one MLP per field, derivatives per network), the problem's loss terms,
-    GN from per-term autograd gradients, torch.optim.Adam (its per-tensor loop)."""
+    GN from per-term autograd gradients, torch.optim.Adam (its per-tensor loop).
+    ``permutation_seed``: train with the hidden units reordered (:func:`_permute_hidden_units`)
+    and return the model with them put back."""
     case = get_case(config.case, **config.case_params)
     torch.manual_seed(config.seed)
     model = build_model(case, config.width, config.depth).double()
+    if permutation_seed is not None:
+        generator = torch.Generator().manual_seed(permutation_seed)
+        orders = [[torch.randperm(layer.out_features, generator=generator)
+                   for layer in mlp.layers[:-1]] for mlp in model.nets]
+        _permute_hidden_units(model, orders)
     problem = get_problem(case, n_points=config.n_points, dtype=torch.float64, seed=config.seed)
     params = list(model.parameters())
     optimizer = torch.optim.Adam(params, lr=config.lr, foreach=False)
@@ -273,7 +293,16 @@ def _reference_run(config: TrainConfig):
         optimizer.zero_grad()
         torch.dot(balancer.weights, torch.stack(list(losses.values()))).backward()
         optimizer.step()
+    if permutation_seed is not None:
+        _permute_hidden_units(model, [[torch.argsort(order) for order in net] for net in orders])
     return model, problem.score(model)
+
+
+def _parameter_difference(a, b) -> float:
+    """The largest difference of a parameter tensor of two models, relative to its largest
+    entry in ``a``."""
+    return max(float((p - q).abs().max() / p.abs().max())
+               for p, q in zip(a.parameters(), b.parameters(), strict=True))
 
 
 @pytest.mark.parametrize("case, runs", [
@@ -282,23 +311,40 @@ def _reference_run(config: TrainConfig):
     ("eof-patch", [dict(seed=1, case_params={"Pe": 10.0}), dict(seed=2, case_params={"Pe": 0.0})]),
 ])
 def test_the_engine_follows_the_plain_reference_loop_float64(case, runs):
-    """Stacked networks, stacked problems and the fused Adam against the plain loop: the
-    same trajectory to 1e-10 (float64), for a run alone and inside a batch of two."""
+    """Stacked networks, stacked problems and the fused Adam against the plain loop, for a
+    run alone and inside a batch of two (float64): the same trajectory up to rounding.
+
+    How far rounding alone moves these runs is measured here, on this machine's code path:
+    the plain loop trained a second time with its hidden units reordered, which changes the
+    summation order of every product and nothing else. The engine also computes every
+    product in another order (batched matmuls), so it may differ from the plain loop by as
+    much as that spread; the test allows 100 x the spread (at least 64 float64 units,
+    1.4e-14). Measured on a 2-core Intel Xeon (2026-12-05), largest parameter difference
+    relative to its tensor's largest entry: natively, thermo gamma 10 moved by 4.1e-9 both
+    under the reordering and in the engine (a bias tensor: Adam's m / sqrt(v) turns the
+    rounding of its near-zero gradients into updates), every other run by 5e-16 to 2.5e-14
+    both ways; the ratio engine / reordering was 0.2-1.8 over the runs on the native,
+    ATEN_CPU_CAPABILITY=default and MKL_ENABLE_INSTRUCTIONS=SSE4_2 paths (the fixed 1e-10 of
+    before failed natively here at 5e-10). An error in the engine moves the parameters by
+    far more than 1e-7."""
     configs = [small(case=case, width=8, n_points=40, steps=30, balance_every=10, **run)
                for run in runs]
     together = Trainer(configs)
     batch_results = together.run()
     for r, config in enumerate(configs):
         model, l2 = _reference_run(config)
+        reordered, reordered_l2 = _reference_run(config, permutation_seed=7)
+        spread = _parameter_difference(model, reordered)
+        spread_l2 = max(_max_relative(value, reordered_l2[name]) for name, value in l2.items())
         alone = Trainer(config)
         [result] = alone.run()
         for engine, res, k in ((alone, result, 0), (together, batch_results[r], r)):
             copy = build_model(get_case(case, **config.case_params), 8, 2).double()
             engine.model.unstack_into(k, copy)
-            for p, q in zip(model.parameters(), copy.parameters()):
-                assert (p - q).abs().max() <= 1e-10 * p.abs().max()
+            assert _parameter_difference(model, copy) <= max(100 * spread, 64 * 2.2e-16)
             for name, value in l2.items():
-                assert _max_relative(value, res.final["l2"][name]) < 1e-10
+                assert (_max_relative(value, res.final["l2"][name])
+                        <= max(100 * spread_l2, 64 * 2.2e-16))
         assert abs(result.history[-1]["weight_bc_phi" if case != "thermo" else "weight_bc_u"]
                    - 1.0) > 1e-3  # GN moved the weights
 

@@ -74,6 +74,10 @@ def test_labels_are_unique_per_sweep():
         ("eof-straight", {"eps": 0.0}, "eps must be > 0"),
         ("eof-straight", {"eps": -0.1}, "eps must be > 0"),
         ("npp", {"eps": float("nan")}, "eps must be finite"),
+        # thinner than the evaluation grid resolves (the Poisson-Boltzmann solve failed)
+        ("npp", {"eps": 1e-6}, r"eps must be >= 0.01 \(allowed range: \[0.01, inf\)"),
+        ("npp", {"eps": 0.004, "length": 0.5}, "eps must be >= 0.005"),
+        ("eof-straight", {"eps": 0.005}, "eps must be >= 0.01"),
         ("eof-straight", {"Ex": float("inf")}, "Ex must be finite"),
         ("eof-straight", {"mu": 0}, "mu must be > 0"),
         ("eof-straight", {"length": 0}, "length must be > 0"),
@@ -91,6 +95,17 @@ def test_labels_are_unique_per_sweep():
 def test_invalid_parameters_are_named(name, params, message):
     with pytest.raises(ValueError, match=message):
         get_case(name, **params)
+
+
+def test_the_command_line_refuses_a_double_layer_thinner_than_the_grid(capsys):
+    """`pinn train --case npp --coupling 1e-6` said so with a RuntimeError traceback from
+    the Poisson-Boltzmann solve; now with the valid range, before anything is computed."""
+    from pinn.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--case", "npp", "--coupling", "1e-6", "--steps", "2"])
+    assert exit_info.value.code == 2
+    assert "eps must be >= 0.01 (allowed range: [0.01, inf)" in capsys.readouterr().err
 
 
 def test_unknown_case_lists_the_valid_ones():

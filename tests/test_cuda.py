@@ -23,16 +23,23 @@ conditioned):
   matmuls (precision "highest"): float32 matmuls on the GPU are IEEE float32 like the
   CPU's. test_float32_matmuls_are_full_float32 asserts it (TF32, a 10-bit mantissa, would
   be ~1e-3 off per product).
-* SOAP: 1e-2 relative on the loss and the L2 errors only (float64; float32 without LRA,
-  against the float64 run). SOAP seeds its eigenbases with eigh of the first gradient's
-  Kronecker factors; for the first layer (width x 1) and the last (1 x width) those have
-  rank 1, so the eigenvectors of their null space are set by rounding noise (another
-  device, BLAS or dtype picks another basis) and trajectories then agree statistically,
-  not bitwise (as batched and single runs do, tests/test_batched.py). Measured over 40
-  steps: 1e-15 perturbations move these runs by <= 2.3e-3, float32 (GN, none) is <= 3.9e-3
-  from float64, while the runs' L2 error changes by >= 5 %, so a device run that did not
-  train fails. SOAP + LRA in float32 is not compared: float32 rounding of LRA's large
-  weights moved it by up to 8e-2 on the CPU itself; it must train and stay finite. SOAP's
+* SOAP: relative on the loss and the L2 errors only: 1e-2 in float64, 5e-2 in float32
+  (GN, none; against the float64 run). SOAP seeds its eigenbases with eigh of the first
+  gradient's Kronecker factors; for the first layer (width x 1) and the last (1 x width)
+  those have rank 1, so the eigenvectors of their null space are set by rounding noise
+  (another device, BLAS or dtype picks another basis) and trajectories then agree
+  statistically, not bitwise (as batched and single runs do, tests/test_batched.py).
+  Measured over 40 steps, on an AMD EPYC (2026-11-28) and on an Intel Xeon (2026-12-05)
+  under three code paths (native, ATEN_CPU_CAPABILITY=default,
+  MKL_ENABLE_INSTRUCTIONS=SSE4_2): 1e-15 perturbations move the float64 runs by <= 2.6e-3;
+  float32 (GN, none) is <= 2.0e-2 from float64 (the batched SOAP without balancing on the
+  SSE4_2 path; <= 5.8e-3 on the others), so 5e-2 leaves a margin of 2.5. That margin is
+  as large as the runs' own progress (their L2 error changes by >= 5 %), so a float32 run
+  must also have trained: its L2 error falls by at least half as much as the float64
+  run's. SOAP + LRA in float32 is not compared: float32 rounding of LRA's large weights
+  (ratios of ~1e3) moved it from float64 by up to 8e-2 (AMD) and 1.7e-1 (Intel, natively;
+  1e-3 on the other paths), and its L2 error may rise over these 40 steps (0.90 -> 0.94,
+  Intel natively); it must stay finite and within 50 % of the float64 run. SOAP's
   arithmetic is checked to 1e-10 on identical gradients with well-posed factors
   (test_soap_steps_on_the_device_equal_the_cpu_ones).
 
@@ -81,7 +88,9 @@ def tolerance(optimizer, balancing, dtype) -> float | None:
     None: not compared."""
     if optimizer == "adam":
         return 1e-10 if dtype == "float64" else 1e-3 if balancing == "lra" else 2e-5
-    return None if (dtype, balancing) == ("float32", "lra") else 1e-2
+    if dtype == "float64":
+        return 1e-2
+    return None if balancing == "lra" else 5e-2
 
 
 # The runs of a batch differ in seed and coupling; a single run is the first.
@@ -171,13 +180,18 @@ def test_training_follows_the_cpu_float64_run(device, dtype, optimizer, balancin
     assert all(r.device.startswith(device) for r in results)
     histories = [r.history for r in results]
     limit = tolerance(optimizer, balancing, dtype)
-    if limit is None:  # SOAP + LRA in float32: it trains and stays finite
-        for history in histories:
+    if limit is None:  # SOAP + LRA in float32: finite, and near the float64 run
+        for history, expected_history in zip(histories, expected, strict=True):
             assert all(math.isfinite(row["l2_avg"]) for row in history)
-            assert history[-1]["l2_avg"] < 0.99 * history[0]["l2_avg"]
+            for row, expected_row in zip(history, expected_history, strict=True):
+                assert abs(row["l2_avg"] / expected_row["l2_avg"] - 1) < 0.5
         return
     difference = largest_difference(histories, expected, compared(optimizer))
     assert difference <= limit
+    if (optimizer, dtype) == ("soap", "float32"):  # its tolerance is as large as its progress
+        for history, expected_history in zip(histories, expected, strict=True):
+            fell = 1 - history[-1]["l2_avg"] / history[0]["l2_avg"]
+            assert fell >= 0.5 * (1 - expected_history[-1]["l2_avg"] / expected_history[0]["l2_avg"])
     if optimizer == "adam":
         assert parameter_difference(trainer.params, expected_params) <= limit
     if device == "cpu" and dtype == "float64":

@@ -5,6 +5,7 @@ arguments refused before training."""
 
 import json
 import math
+import sys
 
 import pytest
 import torch
@@ -264,3 +265,68 @@ def test_a_state_a_checkpoint_cannot_hold_fails_at_the_first_checkpoint(tmp_path
         train(small(optimizer=f"{HERE}:WithSchedule", optimizer_args={}, run_dir=str(tmp_path),
                     checkpoint_every=10))
     assert not (tmp_path / "checkpoint.pt").exists()
+
+
+PLANTED = """
+from pathlib import Path
+
+import torch
+
+Path(__file__).with_name("imported").touch()   # what importing it runs: it could be anything
+
+
+class Adam(torch.optim.Adam):
+    pass
+"""
+
+
+def test_a_class_named_in_a_run_folder_is_not_imported(tmp_path, monkeypatch, capsys):
+    """An import path in a run folder's config.json or checkpoint is code that would run when
+    the file is read (`"optimizer": "this:s"` printed the Zen of Python on --resume and in
+    sweeps). Only a class the user names is imported; reading a run folder resolves one only
+    in a module already imported, so the run resumes when the command line names it again."""
+    (tmp_path / "planted.py").write_text(PLANTED)
+    monkeypatch.syspath_prepend(str(tmp_path))   # as the current directory is for `python -m`
+    imported, run = tmp_path / "imported", tmp_path / "run"
+    common = ["--no-progress", "--steps", "4"]
+    assert main(["train", "--case", "thermo", "--optimizer", "planted:Adam", "--lr", "1e-3",
+                 "--width", "8", "--depth", "2", "--n-points", "16", "--eval-every", "2",
+                 "--device", "cpu", "--run-dir", str(run), "--no-progress", "--steps", "2"]) == 0
+    assert imported.is_file()                           # named on the command line: imported
+    imported.unlink()
+    monkeypatch.delitem(sys.modules, "planted")         # as in a fresh process
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--resume", "--run-dir", str(run), *common])
+    assert exit_info.value.code == 2 and not imported.exists()
+    assert (f"optimizer 'planted:Adam' is named in {run / 'config.json'}, and a module named "
+            "in a file is not imported (it would run); name it yourself to use it: "
+            "`--optimizer planted:Adam`") in capsys.readouterr().err
+    # the checkpoint's config, which the engine reads on resume, and a sweep's finished run
+    with pytest.raises(ValueError, match=r"is named in .*checkpoint.pt"):
+        train(TrainConfig.from_dict({**json.loads((run / "config.json").read_text()),
+                                     "optimizer": "adam", "progress": False}), resume=True)
+    spec_file = tmp_path / "spec.toml"
+    spec_file.write_text("""output = "out"
+methods = ["adam+gn"]
+seeds = [0]
+[budget]
+steps = 2
+width = 8
+depth = 2
+n_points = 16
+device = "cpu"
+[systems.thermo]
+couplings = [1]
+""")
+    spec = load_spec(spec_file)
+    run_sweep(spec, progress=False, log=lambda *_: None)
+    finished = tmp_path / "out" / "runs" / "thermo-gamma1-adam-gn-constant-s0" / "config.json"
+    planted = {**json.loads(finished.read_text()), "optimizer": "planted:Adam"}
+    finished.write_text(json.dumps(planted))
+    with pytest.raises(ValueError, match=f"is named in {finished}"):
+        run_sweep(spec, progress=False, log=lambda *_: None)
+    assert not imported.exists()
+    # named again on the command line, the run resumes
+    assert main(["train", "--resume", "--run-dir", str(run), "--optimizer", "planted:Adam",
+                 *common]) == 0
+    assert "completed after 4 steps" in capsys.readouterr().out

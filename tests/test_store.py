@@ -1,6 +1,13 @@
-"""The HDF5 reference store: round trip, xarray view, atomic writes, every corruption case."""
+"""The HDF5 reference store: round trip, xarray view, atomic writes, every corruption case,
+a full disk and a kill mid-write."""
 
+import errno
 import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -16,12 +23,13 @@ def eof_case():
     return get_case("eof-straight", eps=0.1)
 
 
-def _write(tmp_path, case, **extra):
+def _write(tmp_path, case, path=None, **extra):
+    """Write ``case``'s reference (at ``path``, default its own name in ``tmp_path``)."""
     grid = store.evaluation_grid(case)
     fields = channel_profile(case, grid["y"])
     grid_fields = {name: np.tile(values[:, None], (1, grid["x"].size))
                    for name, values in fields.items()}
-    path = store.reference_path(case, tmp_path)
+    path = path or store.reference_path(case, tmp_path)
     digest = store.write_reference(
         path, case, grid_fields=grid_fields,
         mesh={"vertices": np.random.rand(5, 2), "cells": np.array([[0, 1, 2], [2, 3, 4]])},
@@ -212,3 +220,117 @@ def test_unlisted_and_unverifiable(tmp_path, eof_case):
     (tmp_path / "manifest.json").write_text("{}")
     with pytest.raises(store.ReferenceFileError, match="not listed"):
         store.open_reference(path)
+
+
+def test_a_file_of_another_case_under_its_name_is_refused_by_every_reader(tmp_path, eof_case):
+    """A reference of zeta 2 stored, and listed in the manifest, under the name of the zeta 1
+    case: its sha256 and its grid match, only its own case and parameters tell. Training,
+    the suite and sweeps read it through the problem, `pinn errors` through check_reference:
+    each refuses it (before, training scored against it)."""
+    from pinn.analysis.errors import check_reference
+    from pinn.problems import get_problem
+
+    path = store.reference_path(eof_case, tmp_path)
+    _write(tmp_path, eof_case.replace(zeta=2.0), path=path)
+    assert store.open_reference(path).attrs["params"]["zeta"] == 2.0    # a sound file
+    message = (r"eof-straight-eps0.1.h5 holds the reference of eof-straight .*'zeta': 2.0.*, not "
+               r"of eof-straight .*'zeta': 1.0.*; regenerate it with `python -m reference "
+               "generate eof-straight --eps 0.1`")
+    with pytest.raises(store.ReferenceFileError, match=message):
+        store.open_reference(path, case=eof_case)
+    problem = get_problem(eof_case, n_points=8, reference="stored", reference_root=tmp_path)
+    with pytest.raises(store.ReferenceFileError, match=message):
+        problem.reference()
+    with pytest.raises(ValueError, match=message):
+        check_reference(eof_case, store.open_reference(path))
+
+
+def test_the_write_check_writes_blocks_to_disk(tmp_path, monkeypatch):
+    """A full disk still takes an empty file: the check writes 4 KiB and flushes them, which
+    it refuses, and leaves nothing behind either way."""
+    written = []
+    real_fsync = os.fsync
+
+    def full(fd):
+        written.append(os.fstat(fd).st_size)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(ValueError, match=f"cannot write to {tmp_path}: No space left on device"):
+        store.check_writable(tmp_path)
+    assert written == [store.CHECK_BYTES] and not list(tmp_path.iterdir())
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert store.check_writable(tmp_path / "new") == tmp_path / "new"
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("target", ["reference", "manifest"])
+def test_a_full_disk_leaves_the_reference_and_its_entry_as_they_were(tmp_path, eof_case,
+                                                                     monkeypatch, target):
+    """ENOSPC while the new file or the new manifest is written: both stay the previous
+    pair, nothing half-written, and the error names the file. (The manifest was updated
+    after the new file was renamed in: that left a file it did not list.)"""
+    path, digest, _ = _write(tmp_path, eof_case)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    if target == "reference":
+        monkeypatch.setattr(h5py.Group, "create_dataset", full)
+    else:
+        write_text = Path.write_text
+
+        def manifest_full(self, *args, **kwargs):
+            if self.name.startswith(".manifest.json."):   # the manifest's temporary file
+                full()
+            return write_text(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "write_text", manifest_full)
+    with pytest.raises(OSError) as error:
+        _write(tmp_path, eof_case)
+    named = path if target == "reference" else tmp_path / "manifest.json"
+    message = store.full_disk_message(error.value)
+    assert message.startswith(f"No space left on device writing {named}; ")
+    monkeypatch.undo()
+    assert store.open_reference(path).attrs["sha256"] == digest
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".manifest.json.lock") == [
+        "eof-straight-eps0.1.h5", "manifest.json"]
+
+
+_KILLED_WRITER = """
+import os, signal, sys
+from pathlib import Path
+sys.path[:0] = [{root!r}, {tests!r}]
+import h5py
+from reference.cases import get_case
+from test_store import _write
+
+owner, name = {target}
+original = getattr(owner, name)
+
+def killed(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)    # as `kill PID` would, at this point
+    return original(*args, **kwargs)
+
+setattr(owner, name, killed)
+_write(Path({folder!r}), get_case("eof-straight", eps=0.1))
+"""
+
+
+@pytest.mark.parametrize("target", ["(h5py.Group, 'create_dataset')", "(os, 'replace')"])
+def test_sigterm_while_a_reference_is_written(tmp_path, eof_case, target):
+    """SIGTERM (a kill, or mpirun passing one on) during the write removes the temporary
+    file as SIGINT does, then ends the process as SIGTERM does; between the renames of the
+    file and of its manifest it waits until both are in place. Either way the folder holds
+    a listed file and no temporary one (before, a hidden .tmp stayed for an hour)."""
+    path, digest, _ = _write(tmp_path, eof_case)
+    tests = Path(__file__).resolve().parent
+    script = _KILLED_WRITER.format(root=str(tests.parent), tests=str(tests), target=target,
+                                   folder=str(tmp_path))
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == -signal.SIGTERM, run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".manifest.json.lock") == [
+        "eof-straight-eps0.1.h5", "manifest.json"]
+    renamed = store.open_reference(path).attrs["sha256"] != digest
+    assert renamed == (target == "(os, 'replace')")   # killed before the renames: the old pair

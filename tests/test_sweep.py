@@ -5,6 +5,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -229,3 +230,60 @@ def test_a_folder_that_cannot_be_resumed_is_moved_aside_not_deleted(tmp_path, ca
     assert {row["step"] for row in rows.values()} == {"40"}
     with open(runs / garbled / "history.csv") as handle:  # retrained from step 0
         assert [row["step"] for row in csv.DictReader(handle)] == ["0", "20", "40"]
+
+
+def test_a_second_sweep_on_the_same_output_leaves_the_first_ones_runs_alone(tmp_path, capsys):
+    """Sweep A claims its runs (their folders' locks) when it starts. Sweep B, started on
+    the same output while A is stopped mid-batch (SIGSTOP: a slow A), skips every run,
+    moving, resuming or training none, lists them as busy and exits 0; A then finishes
+    every run once and its index says so; B rerun finds them finished."""
+    spec = write_spec(tmp_path, steps=200, batch_size=4)
+    command = [sys.executable, "-m", "pinn", "sweep", str(spec), "--no-progress"]
+    runs = tmp_path / "out" / "runs"
+    first = subprocess.Popen(command, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while not list(runs.glob("*/config.json")) and time.time() < deadline:
+            time.sleep(0.01)
+        first.send_signal(signal.SIGSTOP)
+        assert first.poll() is None, "sweep A should still be running"
+        assert main(["sweep", str(spec), "--no-progress"]) == 0
+        out = capsys.readouterr().out
+        assert "8 runs: 0 finished, 0 to train, 8 held by another process" in out
+        assert f"skipped, {runs / plan(load_spec(spec))[0].id} is in use: another process " \
+               f"(pid {first.pid})" in out
+        assert "0 of 8 runs completed, 8 held by another process" in out
+        assert {row["status"] for row in _index(tmp_path)} == {"busy"}
+    finally:
+        first.send_signal(signal.SIGCONT)
+        _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert not (tmp_path / "out" / "broken").exists()
+    rows = _index(tmp_path)
+    assert len(rows) == 8 and {row["status"] for row in rows} == {"completed"}
+    for folder in runs.iterdir():  # each run trained once, from step 0 to 200
+        with open(folder / "history.csv") as handle:
+            assert [int(row["step"]) for row in csv.DictReader(handle)] == list(range(0, 201, 20))
+    assert main(["sweep", str(spec), "--no-progress"]) == 0
+    assert "8 runs: 8 finished, 0 to train" in capsys.readouterr().out
+
+
+def test_the_index_is_replaced_whole(tmp_path, monkeypatch):
+    """A write of the index that fails half-way (disk full, a kill) leaves the previous
+    index.json and index.csv as they were, and no temporary file."""
+    from pinn.training.sweep import _row, write_index
+
+    spec = load_spec(write_spec(tmp_path))
+    rows = [_row(run, None) for run in plan(spec)]
+    write_index(spec.output, rows)
+    before = {name: (spec.output / name).read_bytes() for name in ("index.json", "index.csv")}
+
+    def fail(self, rows):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(csv.DictWriter, "writerows", fail)
+    with pytest.raises(OSError):
+        write_index(spec.output, [dict(row, status="completed") for row in rows])
+    assert {name: (spec.output / name).read_bytes() for name in before} == before
+    assert sorted(path.name for path in spec.output.iterdir()) == ["index.csv", "index.json"]

@@ -1,6 +1,7 @@
 """The thread policy (pinn.training.threads): one intra-op thread per process unless PINN_THREADS
 says otherwise, applied by the command line; and the stacked problem of a batch."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,12 +28,20 @@ def test_one_thread_by_default_and_the_variable_overrides(monkeypatch, restore_t
     monkeypatch.delenv("PINN_THREADS", raising=False)
     torch.set_num_threads(2)
     assert apply_thread_policy() == 1 and torch.get_num_threads() == 1
-    monkeypatch.setenv("PINN_THREADS", "2")
-    assert apply_thread_policy() == 2 and torch.get_num_threads() == 2
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setenv("PINN_THREADS", str(cores))
+    assert apply_thread_policy() == cores and torch.get_num_threads() == cores
     for bad in ("two", "0"):
         monkeypatch.setenv("PINN_THREADS", bad)
         with pytest.raises(ValueError, match="positive integer"):
             apply_thread_policy()
+    # more threads than cores only wait for each other (was accepted silently)
+    monkeypatch.setenv("PINN_THREADS", "999")
+    with pytest.raises(ValueError, match=f"PINN_THREADS must be at most the {cores} CPU cores "
+                                         "this process may run on, got 999"):
+        apply_thread_policy()
+    with pytest.raises(ValueError, match=f"threads must be at most the {cores} CPU cores"):
+        apply_thread_policy(cores + 1)
 
 
 def test_the_command_line_refuses_a_bad_thread_count():

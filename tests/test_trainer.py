@@ -4,6 +4,11 @@ per plain step, the run directory, the command line, and the recipe's accuracy."
 import csv
 import json
 import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +17,7 @@ from pinn.training import checkpoint as ckpt
 from pinn.__main__ import main
 from pinn.training.config import TrainConfig
 from pinn.problems import ThermoelasticProblem
-from pinn.training.trainer import Trainer, train
+from pinn.training.trainer import Trainer, train, train_batch
 from reference.cases import get_case
 
 
@@ -363,6 +368,81 @@ def test_cli_train_and_resume(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--run-dir", run, "--resume", "--lr", "0.5"])
     assert "cannot resume" in capsys.readouterr().err
+
+
+def test_resuming_never_shortens_a_run(tmp_path, capsys):
+    """A finished 6-step run resumed with --steps 4 would train nothing and then say 4 steps
+    in config.json beside a 6-step checkpoint and metrics: refused, nothing rewritten."""
+    run = tmp_path / "run"
+    assert main(["train", "--steps", "6", "--width", "8", "--depth", "1", "--n-points", "16",
+                 "--eval-every", "2", "--device", "cpu", "--no-progress",
+                 "--run-dir", str(run)]) == 0
+    files = {name: (run / name).read_bytes() for name in ("config.json", "metrics.json")}
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--run-dir", str(run), "--resume", "--steps", "4", "--no-progress"])
+    assert exit_info.value.code == 2
+    assert "the run has 6 steps already" in capsys.readouterr().err
+    assert {name: (run / name).read_bytes() for name in files} == files
+
+
+def _train_in_background(run_dir, *options):
+    """``python -m pinn train`` in another process, once it has written a checkpoint."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pinn", "train", "--run-dir", str(run_dir), "--device", "cpu",
+         "--width", "8", "--depth", "1", "--n-points", "16", "--no-progress", *options],
+        cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not (run_dir / "checkpoint.pt").exists() and time.time() < deadline:
+        assert process.poll() is None, "the background run ended early"
+        time.sleep(0.02)
+    return process
+
+
+def test_a_run_folder_has_one_writer(tmp_path, capsys):
+    """While `pinn train` writes a run folder, a second `pinn train` of that folder, fresh
+    or resuming, is refused naming the folder and the writer's pid, and so is a batch that
+    includes it (its other folders are left as they were); a killed writer leaves no lock."""
+    run = tmp_path / "run"
+    writer = _train_in_background(run, "--steps", "100000", "--checkpoint-every", "10",
+                                  "--eval-every", "10", "--seed", "1")
+    try:
+        config = (run / "config.json").read_text()
+        for extra in ([], ["--resume"]):
+            with pytest.raises(SystemExit) as exit_info:
+                main(["train", "--run-dir", str(run), "--steps", "5", "--seed", "2",
+                      "--no-progress", *extra])
+            assert exit_info.value.code == 2
+            assert (f"{run} is in use: another process (pid {writer.pid}) holds its lock"
+                    in capsys.readouterr().err)
+        assert (run / "config.json").read_text() == config
+        free = tmp_path / "free"
+        with pytest.raises(ckpt.RunDirBusy):
+            train_batch([small(run_dir=str(free)), small(run_dir=str(run), seed=1)])
+        assert not free.exists()
+    finally:
+        writer.kill()  # SIGKILL: no clean-up runs in the writer
+        writer.wait()
+    with ckpt.writer_lock([run]):
+        assert (run / ".lock").read_text() == f"{os.getpid()}\n"
+
+
+def test_a_run_whose_loss_never_fell_is_reported_as_stalled(tmp_path, capsys):
+    """Adam at lr 10 keeps the loss finite and below the blow-up line, but never below its
+    start (2.5e3): the run completes (a result) with a "stalled" warning in its result,
+    metrics.json and the printed output."""
+    assert main(["train", "--case", "thermo", "--coupling", "10", "--optimizer", "adam",
+                 "--lr", "10", "--width", "16", "--depth", "2", "--n-points", "32", "--steps",
+                 "40", "--eval-every", "5", "--balance-every", "3", "--dtype", "float64",
+                 "--device", "cpu", "--no-progress", "--run-dir", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert "completed after 40 steps" in out
+    assert ("warning: stalled: the loss never fell below 0.5 x its initial 2.477e+03 (lowest "
+            "2.477e+03, at step 0)") in err
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["warnings"][0].startswith("stalled")
+    assert train(small(lr=1e-2, steps=40)).warnings == ()  # 2.0e3 -> 77 in the same steps
 
 
 @pytest.mark.slow

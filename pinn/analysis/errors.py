@@ -22,7 +22,9 @@ half-height 0.5) the split says nothing: l2_band = l2 and l2_bulk is NaN (attrib
 ``band_covers_channel``). A 1D case has no band: both are NaN.
 
 The run and the reference must be of the same case and parameters (:func:`check_reference`);
-``allow_mismatch=True`` scores across them on purpose.
+``allow_mismatch=True`` scores across them on purpose. Scored from a run directory, the
+Dataset says which checkpoint it scored (attributes checkpoint_step, run_status and run_note,
+:func:`scored_checkpoint`): a run that is still training is scored at its last checkpoint.
 
 The Dataset writes to NetCDF (``ds.to_netcdf(path)``; scipy's writer is enough) and
 :func:`plot_error_fields` draws one error map per field.
@@ -44,15 +46,16 @@ import xarray as xr
 from reference import store
 from reference.cases import case_from_params, get_case
 
-__all__ = ["error_fields", "load_model", "plot_error_fields", "check_reference",
-           "reference_case"]
+__all__ = ["error_fields", "load_model", "scored_checkpoint", "plot_error_fields",
+           "check_reference", "reference_case"]
 
 
 ZERO_REFERENCE = 1e-8   # a field whose norm is below this fraction of the largest is zero
 
 
 def load_model(run_dir, device="cpu"):
-    """The trained model of a run directory (its config.json and checkpoint.pt)."""
+    """(model, case, scored) of a run directory: the model of its checkpoint.pt, the case,
+    and what that checkpoint is (:func:`scored_checkpoint`: a run may still be training)."""
     from ..training import checkpoint as ckpt
     from ..training.networks import build_model
     from ..training.trainer import CHECKPOINT
@@ -63,7 +66,34 @@ def load_model(run_dir, device="cpu"):
     case = get_case(config["case"], **config["case_params"])
     model = build_model(case, config["width"], config["depth"], config["split"])
     model.load_state_dict(state["model"])
-    return model.to(device=device, dtype=getattr(torch, config["dtype"])), case
+    model = model.to(device=device, dtype=getattr(torch, config["dtype"]))
+    return model, case, scored_checkpoint(run_dir, int(state["step"]), config["steps"])
+
+
+def scored_checkpoint(run_dir, step: int, steps: int) -> dict:
+    """What the checkpoint at ``step`` of a run of ``steps`` steps is, by the run's files:
+    {"checkpoint_step", "run_status", "run_note"}. run_status: "completed", "diverged" (the
+    checkpoint is its last good state) or "unfinished" (no metrics.json, or fewer steps than
+    its config.json asks for: training, or stopped before its end). Scoring never takes the
+    run's writer lock, so it cannot stop a run from starting."""
+    from ..training.trainer import CONFIG, METRICS
+
+    run_dir = Path(run_dir)
+    if (run_dir / CONFIG).is_file():  # a resumed run's new target
+        steps = json.loads((run_dir / CONFIG).read_text())["steps"]
+    metrics = (json.loads((run_dir / METRICS).read_text())
+               if (run_dir / METRICS).is_file() else {})
+    status = metrics.get("status")
+    if status == "diverged":
+        note = (f"the run diverged (at step {metrics['step']}): step {step} is its last good "
+                "checkpoint")
+    elif status is None or step < steps:
+        status = "unfinished"
+        note = (f"the run is unfinished (step {step} of {steps}: still training, or stopped "
+                "before its end): these are not its final errors")
+    else:
+        note = f"the run completed at step {step}"
+    return {"checkpoint_step": step, "run_status": status, "run_note": note}
 
 
 def _predict(model, points: np.ndarray) -> dict[str, np.ndarray]:
@@ -80,13 +110,14 @@ def reference_case(reference: xr.Dataset):
 
 
 def check_reference(case, reference: xr.Dataset) -> None:
-    """ValueError naming both when ``reference`` is not of ``case`` and its parameters."""
-    stored = reference_case(reference)
-    if stored != case:
-        raise ValueError(
-            f"the reference is {stored.name} {stored.params()}, the run was trained on "
-            f"{case.name} {case.params()}; score a run against its own case's reference "
-            "(or cross-score on purpose: allow_mismatch=True, `pinn errors --allow-mismatch`)")
+    """ValueError naming both when ``reference`` is not of ``case`` and its parameters (the
+    store's check, :func:`reference.store.check_case`, which training uses too)."""
+    try:
+        store.check_case(reference, case)
+    except store.ReferenceFileError as error:
+        raise ValueError(f"{error}. The run was trained on the latter: score a run against "
+                         "its own case's reference (or cross-score on purpose: "
+                         "allow_mismatch=True, `pinn errors --allow-mismatch`)") from None
 
 
 def error_fields(model_or_run, reference: xr.Dataset, band: float = 5.0, case=None,
@@ -99,8 +130,9 @@ def error_fields(model_or_run, reference: xr.Dataset, band: float = 5.0, case=No
     ``case``: the case the model was trained on (a run directory knows its own); checked
     against the reference's unless ``allow_mismatch``.
     """
+    scored = {}
     if isinstance(model_or_run, (str, Path)):
-        model, case = load_model(model_or_run)
+        model, case, scored = load_model(model_or_run)
     else:
         model = model_or_run
     if case is not None and not allow_mismatch:
@@ -152,7 +184,7 @@ def error_fields(model_or_run, reference: xr.Dataset, band: float = 5.0, case=No
         coords={"field": fields, **{dim: reference[dim].values for dim in dims}},
         attrs={"case": case.name, "params": json.dumps(case.params()), "band_debye_lengths": band,
                "band_covers_channel": int(covers),
-               "reference_sha256": str(reference.attrs.get("sha256", ""))},
+               "reference_sha256": str(reference.attrs.get("sha256", "")), **scored},
     )
     return ds
 
@@ -163,6 +195,8 @@ def plot_error_fields(ds: xr.Dataset, path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from ..training.plotting import save_figure
 
     fields = list(ds["field"].values)
     fig, axes = plt.subplots(1, len(fields), figsize=(3.0 * len(fields), 2.8), squeeze=False)
@@ -186,6 +220,5 @@ def plot_error_fields(ds: xr.Dataset, path) -> Path:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return path

@@ -484,7 +484,7 @@ def checkpoint_report(path, *, n_points: int | None = None, weighted: bool = Fal
     from ..training.networks import build_model
 
     state = load(path)
-    config = TrainConfig.from_dict(dict(state["config"], progress=False))
+    config = TrainConfig.from_stored(dict(state["config"], progress=False), path)
     case = get_case(config.case, **config.case_params)
     model = build_model(case, config.width, config.depth, config.split)
     weights = None

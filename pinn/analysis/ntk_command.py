@@ -72,6 +72,8 @@ def plot_sweep(case_name: str, coupling: str, entries, path, fit_range=None) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from ..training.plotting import save_figure
+
     values = np.array([c for c, _ in entries], dtype=float)
     lam_K = np.array([r.lambda_max_K for _, r in entries])
     lam_P = np.array([r.lambda_max_KP for _, r in entries])
@@ -101,8 +103,7 @@ def plot_sweep(case_name: str, coupling: str, entries, path, fit_range=None) -> 
     ax.legend(fontsize=7)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
     return slope
 
 

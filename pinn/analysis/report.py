@@ -96,6 +96,8 @@ def plot_degradation(summary: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from ..training.plotting import save_figure
+
     cases = list(summary)
     methods = sorted({method for case in cases for method in summary[case]})
     color = {method: f"C{i}" for i, method in enumerate(methods)}  # the same in every panel
@@ -114,8 +116,7 @@ def plot_degradation(summary: dict, path: Path) -> None:
     handles = [plt.Line2D([], [], color=color[m], marker="o", label=m) for m in methods]
     axes[0][-1].legend(handles=handles, fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def _plot_fields(records: list[dict], path: Path) -> None:
@@ -123,6 +124,8 @@ def _plot_fields(records: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from ..training.plotting import save_figure
 
     cases = sorted({r["case"] for r in records})
     fig, axes = plt.subplots(1, len(cases), figsize=(3.2 * len(cases), 3.0), squeeze=False)
@@ -144,8 +147,7 @@ def _plot_fields(records: list[dict], path: Path) -> None:
     axes[0][0].set_ylabel("final relative L2")
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def load_json(path: Path) -> dict:

@@ -2,7 +2,17 @@
 
 ``TrainConfig.optimizer`` is ``"adam"``, ``"soap"`` or an import path ``"package.module:Class"``
 (e.g. ``"torch.optim:LBFGS"``, ``"pytorch_optimizer:Lion"``, or a class of your own on
-``sys.path``) with keyword arguments in ``TrainConfig.optimizer_args``. The class is called
+``sys.path``) with keyword arguments in ``TrainConfig.optimizer_args``.
+
+What is imported. Importing a module runs it, so only a name the user gives (the command
+line, a sweep spec, the suite's options, Python) is imported. A config read from a file
+(a run folder's config.json or checkpoint: resume, sweeps, ``pinn ntk``) is read inside
+:func:`reading_stored`, where an import path resolves only in a module already imported:
+a file cannot make anything run. A run of an outside class resumes when the command line
+names the class again (``--optimizer pytorch_optimizer:Lion``) or in the sweep of the spec
+that names it.
+
+The class is called
 like a ``torch.optim.Optimizer``: ``Class(params, lr=config.lr, **optimizer_args)``; only
 the learning rate comes from the config (the schedule scales it), everything else of the
 class keeps its own default unless ``optimizer_args`` sets it.
@@ -29,15 +39,32 @@ engine step is one ``step`` call of each run's optimizer: for L-BFGS that is up 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import importlib
 import inspect
+import sys
 from typing import Callable, Sequence
 
 import torch
 
-__all__ = ["is_import_path", "load_class", "label", "split_method", "describe",
-           "check_optimizer", "PerRunOptimizer", "TwoPhase"]
+__all__ = ["is_import_path", "load_class", "reading_stored", "label", "split_method",
+           "describe", "check_optimizer", "PerRunOptimizer", "TwoPhase"]
+
+_STORED = contextvars.ContextVar("stored_config_source", default=None)
+
+
+@contextlib.contextmanager
+def reading_stored(source):
+    """Within this block :func:`load_class` imports nothing: the config being read came from
+    the file ``source``, and a module named in a file would run when imported."""
+    token = _STORED.set(str(source))
+    try:
+        yield
+    finally:
+        _STORED.reset(token)
+
 
 def is_import_path(name: str) -> bool:
     """``"package.module:Class"`` (as opposed to a built-in name)."""
@@ -47,10 +74,16 @@ def is_import_path(name: str) -> bool:
 def load_class(path: str, what: str = "optimizer", base: type | None = None) -> type:
     """The class at import path ``"package.module:Class"``, with an error saying what is
     wrong (the module cannot be imported, it has no such name, it is not a class, or not a
-    subclass of ``base``)."""
+    subclass of ``base``). Inside :func:`reading_stored` the module must be imported
+    already."""
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute:
         raise ValueError(f"{what} {path!r}: an import path is 'package.module:Class'")
+    source = _STORED.get()
+    if source is not None and module_name not in sys.modules:
+        raise ValueError(f"{what} {path!r} is named in {source}, and a module named in a file "
+                         "is not imported (it would run); name it yourself to use it: "
+                         f"`--{what} {path}` on the command line, or in the sweep spec")
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:

@@ -247,6 +247,16 @@ class TrainConfig:
             raise ValueError(f"unknown config field(s) {sorted(unknown)}; valid: {sorted(valid)}")
         return cls(**data)
 
+    @classmethod
+    def from_stored(cls, data: dict, source) -> "TrainConfig":
+        """A config read from the file ``source`` (a run folder's config.json or checkpoint):
+        as :meth:`from_dict`, but the import paths it names resolve only in modules already
+        imported (:func:`pinn.optim.optimizers.reading_stored`: a file makes nothing run)."""
+        from ..optim.optimizers import reading_stored
+
+        with reading_stored(source):
+            return cls.from_dict(data)
+
     def replace(self, **changes) -> "TrainConfig":
         return TrainConfig.from_dict({**self.to_dict(), **changes})
 

@@ -2,7 +2,8 @@
 
 The history is the trainer's list of flat rows (``step``, ``loss_<term>``,
 ``weight_<term>``, ``l2_<field>``, ``l2_avg``, ...). Figures are drawn with matplotlib's
-non-interactive Agg backend (no display needed) and saved as PNG.
+non-interactive Agg backend (no display needed) and saved as PNG, atomically
+(:func:`save_figure`, which every plot of the package uses).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
-__all__ = ["plot_history", "PLOTS"]
+from reference.store import atomic_write  # noqa: E402
+
+__all__ = ["plot_history", "save_figure", "PLOTS"]
 
 # file name -> (column prefix, y label, log scale)
 PLOTS = {
@@ -39,6 +42,18 @@ def _series(history: Sequence[dict], prefix: str) -> dict[str, tuple[list, list]
     return series
 
 
+def save_figure(fig, path, **kwargs) -> Path:
+    """Save ``fig`` to ``path`` (format from its suffix; ``kwargs`` to ``savefig``) and close
+    it. Written atomically (:func:`reference.store.atomic_write`): a full disk or a kill
+    leaves the previous file, never half an image."""
+    path = Path(path)
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix[1:] or None,
+                                                          **kwargs))
+    finally:
+        plt.close(fig)
+
+
 def plot_history(history: Sequence[dict], folder, title: str = "") -> list[Path]:
     """Write :data:`PLOTS` for ``history`` into ``folder``; returns the files written."""
     folder = Path(folder)
@@ -60,8 +75,5 @@ def plot_history(history: Sequence[dict], folder, title: str = "") -> list[Path]
             ax.legend(fontsize="small")
         ax.grid(True, which="both", alpha=0.3)
         fig.tight_layout()
-        path = folder / filename
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
+        written.append(save_figure(fig, folder / filename, dpi=100))
     return written

@@ -39,6 +39,13 @@ deleted: a folder that cannot be resumed (no checkpoint, or one that cannot be r
 moved aside to ``<output>/broken/<id>-<time>`` with a message. Rerunning the same command
 after a kill therefore finishes the sweep without retraining finished runs.
 
+One writer per run folder (:func:`pinn.training.checkpoint.writer_lock`): a sweep takes the
+lock of each of its runs before it looks at the run's files, and holds the locks of the
+runs it trains until it ends. A run another process holds (another sweep on the same
+output, a ``pinn train``) is skipped with a message and listed as ``busy`` (or with its
+metrics, when it has finished by the time the index is written); it is never moved, resumed
+or trained twice. The index files are replaced atomically: the last sweep to end writes it.
+
 Sharding: under ``mpirun -n K`` (detected from the launcher's environment; mpi4py is imported
 only then) rank k takes runs k, k + K, k + 2K, ... of the sorted run list, uses GPU
 ``local rank % n_gpus`` when GPUs are present (its rank on its own node, from the
@@ -57,12 +64,14 @@ import shutil
 import sys
 import time
 import traceback
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import tomllib
 
 from reference.cases import CASES, get_case
+from reference.store import atomic_write, full_disk_message
 
 from .config import TrainConfig
 from ..optim.optimizers import label, split_method
@@ -214,7 +223,8 @@ def _finished(run: Run) -> dict | None:
     metrics = run.run_dir / METRICS
     if not metrics.is_file():
         return None
-    stored = TrainConfig.from_dict(json.loads((run.run_dir / CONFIG).read_text()))
+    stored = TrainConfig.from_stored(json.loads((run.run_dir / CONFIG).read_text()),
+                                     run.run_dir / CONFIG)
     changed = run.config.trajectory_differences(stored)
     if changed:
         raise ValueError(f"{run.run_dir} holds a finished run with another config "
@@ -226,14 +236,16 @@ def _finished(run: Run) -> dict | None:
 
 
 def _checkpoint_step(run: Run, log=print) -> int:
-    """The step of the run's checkpoint; 0 when the run starts afresh, after moving a
-    folder that cannot be resumed aside (never deleting it: it may hold a finished run's
-    metrics)."""
+    """The step of the run's checkpoint; 0 when the run starts afresh, after moving the
+    files of a folder that cannot be resumed aside (never deleting them: they may hold a
+    finished run's metrics). Called with the run's lock held, which stays in the folder."""
     from . import checkpoint as ckpt
     from .trainer import CHECKPOINT
 
     path = run.run_dir / CHECKPOINT
-    if not run.run_dir.exists():
+    files = ([p for p in run.run_dir.iterdir() if p.name != ckpt.LOCK]
+             if run.run_dir.exists() else [])
+    if not files:
         return 0
     reason = "it holds no checkpoint"
     if path.is_file():
@@ -242,8 +254,9 @@ def _checkpoint_step(run: Run, log=print) -> int:
         except ckpt.CheckpointError as error:
             reason = f"its checkpoint cannot be read ({error})"
     broken = run.run_dir.parent.parent / "broken" / f"{run.id}-{time.strftime('%Y%m%d-%H%M%S')}"
-    broken.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(run.run_dir), str(broken))
+    broken.mkdir(parents=True)
+    for file in files:
+        shutil.move(str(file), str(broken / file.name))
     log(f"{run.id}: {reason}; moved to {broken}, the run starts afresh")
     return 0
 
@@ -280,7 +293,8 @@ def _row(run: Run, metrics: dict | None, status: str | None = None, message: str
             "tail_l2_geomean": ((metrics or {}).get("tail") or {}).get("geomean"),
             "tail_l2_spread": ((metrics or {}).get("tail") or {}).get("spread"),
             "train_seconds": (metrics or {}).get("train_seconds"), "run_dir": str(run.run_dir),
-            "message": message or (metrics or {}).get("message", ""),
+            "message": message or (metrics or {}).get("message")
+            or "; ".join((metrics or {}).get("warnings") or []),
             "config": config.to_dict()}
 
 
@@ -293,16 +307,21 @@ def index_finished(spec: SweepSpec) -> list[dict]:
 
 
 def write_index(output: Path, rows: list[dict]) -> None:
-    """index.json (every row, with its config) and index.csv (the scalar columns)."""
+    """index.json (every row, with its config) and index.csv (the scalar columns), each
+    written atomically (another sweep on the same folder may write them at the same time:
+    the last one written stands, whole)."""
     rows = sorted(rows, key=lambda row: row["id"])
     output.mkdir(parents=True, exist_ok=True)
-    tmp = output / (INDEX_JSON + ".tmp")
-    tmp.write_text(json.dumps(rows, indent=1) + "\n")
-    tmp.replace(output / INDEX_JSON)
-    with open(output / INDEX_CSV, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+
+    def write_csv(tmp):
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+
+    text = json.dumps(rows, indent=1) + "\n"
+    atomic_write(output / INDEX_CSV, write_csv)
+    atomic_write(output / INDEX_JSON, lambda tmp: tmp.write_text(text))
 
 
 # --- MPI ------------------------------------------------------------------------------
@@ -356,6 +375,7 @@ def _pick_gpu(rank: int) -> int | None:
 def run_sweep(spec: SweepSpec, *, progress: bool = True, log=print) -> list[dict]:
     """Run (this rank's share of) the sweep; returns the index rows (all ranks' on rank 0,
     this rank's elsewhere)."""
+    from . import checkpoint as ckpt
     from .threads import apply_thread_policy
     from .trainer import train_batch
 
@@ -363,28 +383,45 @@ def run_sweep(spec: SweepSpec, *, progress: bool = True, log=print) -> list[dict
     comm, rank, size = mpi_world()
     _pick_gpu(rank)
     runs = plan(spec)[rank::size]
-    rows, pending = [], []
-    for run in runs:
-        metrics = _finished(run)
-        if metrics is None:
-            pending.append(run)
-        else:
-            rows.append(_row(run, metrics))
     prefix = f"[rank {rank}/{size}] " if size > 1 else ""
-    log(f"{prefix}{len(runs)} runs: {len(runs) - len(pending)} finished, {len(pending)} to train")
-    for step, group in batches(pending, spec.batch_size, log=lambda text: log(prefix + text)):
-        configs = [run.config.replace(progress=progress) for run in group]
-        log(f"{prefix}batch of {len(group)} ({group[0].config.case}, {group[0].config.optimizer}"
-            f"+{group[0].config.balancing}, {group[0].config.schedule})"
-            + (f" from step {step}" if step else ""))
-        try:
-            results = train_batch(configs, resume=step > 0)
-        except Exception as error:  # one failing batch should not stop the sweep
-            traceback.print_exc(file=sys.stderr)
-            rows.extend(_row(run, None, "failed", f"{type(error).__name__}: {error}")
-                        for run in group)
-            continue
-        rows.extend(_row(run, _json_metrics(result)) for run, result in zip(group, results))
+    rows, pending, busy = [], [], []
+    with ExitStack() as held:  # the locks of the runs to train, held until the sweep ends
+        for run in runs:
+            try:
+                with ExitStack() as lock:
+                    lock.enter_context(ckpt.writer_lock([run.run_dir]))
+                    metrics = _finished(run)  # read under the lock: no one else writes it now
+                    if metrics is None:
+                        pending.append(run)
+                        held.push(lock.pop_all())
+                    else:
+                        rows.append(_row(run, metrics))
+            except ckpt.RunDirBusy as error:
+                busy.append((run, str(error)))
+                log(f"{prefix}{run.id}: skipped, {error}")
+        log(f"{prefix}{len(runs)} runs: {len(rows)} finished, {len(pending)} to train"
+            + (f", {len(busy)} held by another process" if busy else ""))
+        for step, group in batches(pending, spec.batch_size, log=lambda text: log(prefix + text)):
+            configs = [run.config.replace(progress=progress) for run in group]
+            log(f"{prefix}batch of {len(group)} ({group[0].config.case}, "
+                f"{group[0].config.optimizer}+{group[0].config.balancing}, "
+                f"{group[0].config.schedule})" + (f" from step {step}" if step else ""))
+            try:
+                results = train_batch(configs, resume=step > 0)
+            except Exception as error:  # one failing batch should not stop the sweep
+                if full_disk_message(error):
+                    raise   # a full disk does: every batch after it would fail the same way
+                traceback.print_exc(file=sys.stderr)
+                rows.extend(_row(run, None, "failed", f"{type(error).__name__}: {error}")
+                            for run in group)
+                continue
+            for run, result in zip(group, results):
+                for warning in result.warnings:
+                    log(f"{prefix}{run.id}: {warning}")
+                rows.append(_row(run, _json_metrics(result)))
+    # a run another process held: its metrics if it has finished since, else "busy"
+    rows.extend(_row(run, metrics) if (metrics := _finished(run)) else
+                _row(run, None, "busy", message) for run, message in busy)
     if comm is not None:
         gathered = comm.gather(rows, root=0)
         if rank != 0:

@@ -11,7 +11,8 @@ the suite, sweeps) trains with one thread per process, and uses more cores by tr
 runs together (batched: :mod:`pinn.training.trainer`) and in more processes (``mpirun -n``).
 
 ``PINN_THREADS`` overrides the count (e.g. a GPU run's host side, or a machine of one
-large job).
+large job), up to the cores this process may run on: more threads than cores only wait
+for each other at those barriers.
 """
 
 from __future__ import annotations
@@ -26,13 +27,18 @@ __all__ = ["apply_thread_policy"]
 def apply_thread_policy(threads: int | None = None) -> int:
     """Set torch's intra-op threads to ``threads`` (default ``$PINN_THREADS`` or 1);
     returns the count."""
+    name = "threads"
     if threads is None:
-        text = os.environ.get("PINN_THREADS", "1")
+        name, text = "PINN_THREADS", os.environ.get("PINN_THREADS", "1")
         try:
             threads = int(text)
         except ValueError:
             raise ValueError(f"PINN_THREADS must be a positive integer, got {text!r}") from None
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        raise ValueError(f"{name} must be a positive integer, got {threads!r}")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cores and threads > cores:
+        raise ValueError(f"{name} must be at most the {cores} CPU cores this process may run "
+                         f"on, got {threads}")
     torch.set_num_threads(threads)
     return threads

@@ -30,7 +30,10 @@ its value at step 0: finite but meaningless, e.g. Adam at a learning rate of 1e3
 finished there: its :class:`TrainResult` has ``status == "diverged"`` and a message naming
 the step and the terms, no further
 checkpoint is written (the last one on disk is its last good state) and its metrics are
-recorded; the other runs go on (its NaNs stay in its own rows).
+recorded; the other runs go on (its NaNs stay in its own rows). A run that completes with
+its loss never below :data:`STALL` x its step-0 value (e.g. Adam at lr 1e3 on thermo's
+4 x 64 networks: tanh units saturated, finite, no blow-up, nothing learned) stays
+"completed", a result, with a "stalled" warning in ``TrainResult.warnings`` and metrics.json.
 
 Evaluation, every ``eval_every`` steps, at step 0 and at the last step, on the parameters
 after that step: the unweighted loss terms, the relative L2 error per field on the
@@ -82,6 +85,13 @@ HISTORY = "history.csv"
 # studies (data/results: the CPU budget, the published 1D budget, the EOF claim) the loss
 # never rose above its step-0 value; Adam at lr 1e3 on thermo reaches 6.5e4 x within 5 steps.
 BLOWUP = 1e3
+# A completed run whose unweighted loss never fell below this fraction of its step-0 value
+# has barely trained: its result carries a "stalled" warning. Measured on thermo (4 x 64,
+# float32, lr 1e-3): Adam is at 0.15 x by step 20, SOAP at 0.96 x by step 20 and 0.49 x by
+# step 200 (so very short runs are warned about too); Adam at lr 1e3 (its loss 4e3 x at step
+# 50, between the default evaluations, then flat, tanh units saturated, L2 of u 1.0) ends
+# 300 steps at 0.95 x.
+STALL = 0.5
 METRICS = "metrics.json"
 FORMAT = 2  # checkpoint layout version (2: optimizer rows of the stacked engine)
 
@@ -94,6 +104,8 @@ class TrainResult:
     """What a run produced.
 
     status             "completed" or "diverged" (``message`` says where and which terms)
+    warnings           what a completed run should be read with: "stalled: ..." when its
+                       loss never fell below :data:`STALL` x its initial value
     best, lowest_loss, final   {"step": int, "loss": unweighted sum, "l2": {field: e, "avg": e}}
                        (best: lowest L2_avg; lowest_loss: lowest unweighted loss, both over
                        the evaluations; final: the last evaluation, NaN when diverged)
@@ -127,6 +139,7 @@ class TrainResult:
     run_dir: str | None = None
     tail: dict | None = None
     optimizer: dict | None = None
+    warnings: tuple = ()
 
     @property
     def diverged(self) -> bool:
@@ -136,7 +149,8 @@ class TrainResult:
         """Everything but the history and config, as JSON-able values."""
         return {key: getattr(self, key) for key in (
             "status", "message", "step", "best", "lowest_loss", "final", "tail", "steps_per_second",
-            "train_seconds", "eval_seconds", "n_parameters", "device", "run_dir", "optimizer")}
+            "train_seconds", "eval_seconds", "n_parameters", "device", "run_dir", "optimizer",
+            "warnings")}
 
 
 class _Stopped(Exception):
@@ -368,7 +382,19 @@ class RunRecord:
             run_dir=str(self.run_dir) if self.run_dir is not None else None,
             tail=tail(self.history) if self.active else None,
             optimizer=describe(self.config.optimizer, self.config.optimizer_args),
+            warnings=self._warnings(),
         )
+
+    def _warnings(self) -> tuple:
+        if not self.active or len(self.history) < 2:
+            return ()
+        first, lowest = self.history[0]["loss"], self.lowest_loss
+        if lowest["loss"] < STALL * first:
+            return ()
+        return (f"stalled: the loss never fell below {STALL:g} x its initial {first:.3e} "
+                f"(lowest {lowest['loss']:.3e}, at step {lowest['step']}): the run has barely "
+                "trained (too few steps, or a learning rate too small, or too large: "
+                "saturated units)",)
 
     def finish_run_dir(self, result: TrainResult) -> None:
         from .plotting import plot_history
@@ -388,13 +414,18 @@ class RunRecord:
             raise ckpt.CheckpointError(
                 f"{self.run_dir / CHECKPOINT} has checkpoint format {state.get('format')}, this "
                 f"version reads format {FORMAT}; train the run again from the start")
-        stored = TrainConfig.from_dict(state["config"])
+        stored = TrainConfig.from_stored(state["config"], self.run_dir / CHECKPOINT)
         changed = self.config.trajectory_differences(stored)
         if changed:
             details = ", ".join(f"{k}: checkpoint {v[1]!r}, now {v[0]!r}"
                                 for k, v in changed.items())
             raise ValueError(f"cannot resume {self.run_dir}: the config differs from the "
                              f"checkpoint's ({details})")
+        if int(state["step"]) > self.config.steps:
+            # it would train nothing, and its files would then say fewer steps than it has
+            raise ValueError(f"cannot resume {self.run_dir} with steps {self.config.steps}: the "
+                             f"run has {state['step']} steps already; a run is not shortened "
+                             f"(ask for steps >= {state['step']})")
         try:
             self.model.load_state_dict(state["model"])
             self.history = list(state["history"])
@@ -467,6 +498,11 @@ class Trainer:
             # Compile in this process, without a pool of forked workers (forking a process
             # that runs MPI, as sweeps under mpirun do, is not safe).
             inductor.compile_threads = 1
+            if torch.backends.cpu.get_cpu_capability() == "DEFAULT":
+                # ATen's unvectorised kernels (ATEN_CPU_CAPABILITY=default): inductor (torch
+                # 2.13) still emits at::vec code for some loops without its headers, and the
+                # C++ does not build; scalar code (simdlen 1) does.
+                inductor.cpp.simdlen = 1
             self._plain_loss = torch.compile(self._weighted_loss)
         self.step = 0
         # First step at which each run's term was non-finite (-1: never), on the device.
@@ -736,11 +772,14 @@ def train_batch(configs: Sequence[TrainConfig], *, resume: bool = False,
     """Train the runs of ``configs`` together; returns one :class:`TrainResult` per config,
     in order. A divergence is reported as ``status == "diverged"`` (not an exception), so
     that sweeps record it as a result. Bad config values raise ``ValueError`` before
-    anything is built."""
-    if not resume:
-        for config in configs:
-            check_new_run_dir(config)
-    return Trainer(configs, problems=problems, resume=resume).run()
+    anything is built. Every run_dir is locked first (:func:`pinn.training.checkpoint.writer_lock`:
+    one writer per run folder), so a run another process trains is refused
+    (:class:`~pinn.training.checkpoint.RunDirBusy`) before anything is read or written."""
+    with ckpt.writer_lock(config.run_dir for config in configs if config.run_dir):
+        if not resume:
+            for config in configs:
+                check_new_run_dir(config)
+        return Trainer(configs, problems=problems, resume=resume).run()
 
 
 def train(config: TrainConfig, *, resume: bool = False, problem=None) -> TrainResult:
