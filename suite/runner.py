@@ -84,8 +84,8 @@ def train_benchmark(profile: Profile, batch, device: str = "cpu", reference_root
 def with_methods(profile: Profile, methods=None, optimizer_args=None, balancing_args=None,
                  cases=None, seeds=None) -> Profile:
     """``profile`` with other methods ("OPTIMIZER+BALANCING" strings), their arguments
-    ({name: {keyword: value}}), a subset of its cases and other seeds. Every config is built
-    here, so a bad method or argument fails before anything trains."""
+    ({name: {keyword: value}}), a subset of its cases and other seeds (for every case).
+    Every config is built here, so a bad method or argument fails before anything trains."""
     changes = {}
     if methods is not None:
         methods = [methods] if isinstance(methods, str) else list(methods)
@@ -103,8 +103,10 @@ def with_methods(profile: Profile, methods=None, optimizer_args=None, balancing_
         changes["couplings"] = {case: profile.couplings[case] for case in cases}
         changes["deferred"] = {**profile.deferred, **{
             case: "not selected" for case in profile.couplings if case not in cases}}
-    if seeds is not None:
+    if seeds is not None:   # for every system, in place of the budgets' own
         changes["seeds"] = tuple(seeds)
+        changes["budgets"] = {case: dataclasses.replace(budget, seeds=None)
+                              for case, budget in profile.budgets.items()}
     profile = dataclasses.replace(profile, **changes)
     for case, optimizer, balancing, runs in profile.batches():
         for coupling, seed in runs:

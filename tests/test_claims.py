@@ -69,7 +69,7 @@ def test_final_epoch_and_tail_rules_disagree_on_a_last_step_spike():
     assert row["paper_verdict"] == "not reproduced"
     assert row["tail_interval"]["estimate"] == pytest.approx(2 ** 0.1, rel=1e-9)
     assert row["tail_interval"]["high"] == pytest.approx(2 ** 0.1, rel=1e-6)   # no spread
-    assert row["verdict"] == "reproduced" and row["seeds_needed"] is None
+    assert row["tail_verdict"] == "reproduced" and row["seeds_needed"] is None
     assert row["l2_tail"]["50"] == pytest.approx(1.0e-4 * 2 ** 0.1)
 
 
@@ -81,7 +81,7 @@ def test_summary_degradation_and_verdicts():
     summary = summarise(records)
     soap = summary["thermo"]["soap+gn"]
     assert soap["degradation"] == pytest.approx(1.05) and soap["paper_verdict"] == "reproduced"
-    assert soap["verdict"] == "no tail" and soap["tail_interval"] is None
+    assert soap["tail_verdict"] == "no tail" and soap["tail_interval"] is None
     adam = summary["thermo"]["adam+gn"]
     assert adam["degradation"] == pytest.approx(50.0) and adam["paper_verdict"] == "not reproduced"
     npp = summary["npp"]["soap+gn"]
@@ -107,7 +107,7 @@ def test_no_verdict_without_a_converged_weak_coupling():
     assert summary["thermo"]["adam+gn"]["paper_verdict"] == "not reproduced"   # 33x < 100x
     assert summary["thermo"]["adam+gn"]["converged"] is True
     assert summary["npp"]["adam+gn"]["weak_l2_max"] == 2e-2
-    assert {row[key] for row in summary["npp"].values() for key in ("verdict", "paper_verdict")
+    assert {row[key] for row in summary["npp"].values() for key in ("tail_verdict", "paper_verdict")
             } == {"unconverged"}
     assert system_verdicts(summary) == {"thermo": "undecided", "npp": "unconverged"}
     text = format_summary(summary, deferred={"eof-patch": "too slow"})

@@ -81,7 +81,7 @@ def test_json_schema(tiny_json):
     assert row["degradation"] == pytest.approx(by_eps[0.2] / by_eps[0.5])  # one seed
     # (the verdict rules are tested on hand-made cases in test_claims.py)
     assert row["paper_verdict"] in ("reproduced", "not reproduced")
-    assert row["verdict"] == "undecided"     # one seed: its interval is unbounded
+    assert row["tail_verdict"] == "undecided"     # one seed: its interval is unbounded
     assert row["tail_interval"]["n"] == 1
 
 
@@ -101,6 +101,18 @@ def test_a_case_a_profile_forgets_is_an_error():
                                          "deferred"):
         Profile(name="x", description="", couplings=couplings, budgets=SMOKE.budgets,
                 deferred=SMOKE.deferred)
+
+
+def test_a_budget_s_seeds_make_its_batches_and_given_seeds_replace_them():
+    from suite.profiles import SMOKE
+    from suite.runner import with_methods
+
+    runs = {case: runs for case, optimizer, _, runs in SMOKE.batches() if optimizer == "soap"}
+    assert runs["thermo"] == [(c, s) for c in (1.0, 50.0) for s in range(6)]
+    assert runs["eof-straight"] == [(0.5, 42), (0.2, 42)]
+    chosen = with_methods(SMOKE, seeds=[7, 8])
+    assert {tuple(r) for _, _, _, r in chosen.batches()} == {
+        tuple((c, s) for c in couplings for s in (7, 8)) for couplings in SMOKE.couplings.values()}
 
 
 @pytest.mark.parametrize("args, message", [

@@ -10,7 +10,7 @@ twice:
 
 - **the paper's protocol** (``paper_verdict``): final-epoch L2, the median ratio over seeds
   against the threshold: "reproduced" or "not reproduced";
-- **the tail verdict** (``verdict``): each run's tail statistic
+- **the tail verdict** (``tail_verdict``): each run's tail statistic
   (:func:`pinn.analysis.statistics.tail`, which does not hinge on where the last step lands), the
   seeds' ratios as a geometric mean with a 95 % t-interval on the log scale
   (:func:`pinn.analysis.statistics.log_interval`), and a three-way answer: "reproduced" when the
@@ -121,7 +121,7 @@ def summarise(records: list[dict], claim_ratio: float = CLAIM_RATIO,
     as median [min, max] (``degradation``, ``degradation_min``, ``degradation_max``), the
     seeds' intervals of the final and tail ratios (``final_interval``, ``tail_interval``),
     ``converged``; for claimed methods also ``claim`` (text), ``paper_verdict``,
-    ``verdict`` and ``seeds_needed`` (module docstring)."""
+    ``tail_verdict`` and ``seeds_needed`` (module docstring)."""
     grouped = defaultdict(lambda: defaultdict(dict))   # (case, method) -> seed -> {c: record}
     for rec in records:
         grouped[(rec["case"], rec["method"])][rec["seed"]][rec["coupling_value"]] = rec
@@ -157,10 +157,10 @@ def summarise(records: list[dict], claim_ratio: float = CLAIM_RATIO,
             side, threshold = claim
             row["claim"] = f"{side} {threshold:g}x"
             row["paper_verdict"] = judge(_point(row["degradation"]), side, threshold)
-            row["verdict"] = ("no tail" if row["tail_interval"] is None
-                              else judge(row["tail_interval"], side, threshold))
+            row["tail_verdict"] = ("no tail" if row["tail_interval"] is None
+                                   else judge(row["tail_interval"], side, threshold))
             row["seeds_needed"] = (seeds_to_decide(row["tail_interval"], threshold)
-                                   if row["verdict"] == "undecided" else None)
+                                   if row["tail_verdict"] == "undecided" else None)
         summary[case][method] = row
     for methods in summary.values():
         claimed = [row for method, row in methods.items() if claim_of(method)]
@@ -170,15 +170,15 @@ def summarise(records: list[dict], claim_ratio: float = CLAIM_RATIO,
         converged = converged_l2 is None or best <= converged_l2
         for row in methods.values():
             row["converged"] = converged
-            if "verdict" in row and not converged:
-                row["verdict"] = row["paper_verdict"] = "unconverged"
+            if "tail_verdict" in row and not converged:
+                row["tail_verdict"] = row["paper_verdict"] = "unconverged"
                 row["seeds_needed"] = None
     return dict(summary)
 
 
-def system_verdicts(summary: dict, key: str = "verdict") -> dict:
+def system_verdicts(summary: dict, key: str = "tail_verdict") -> dict:
     """{case: verdict} of the whole claim per system (:func:`conjunction` of SOAP+GN's
-    half and Adam+GN's), from the rows' ``key`` ("verdict" or "paper_verdict")."""
+    half and Adam+GN's), from the rows' ``key`` ("tail_verdict" or "paper_verdict")."""
     out = {}
     for case, methods in summary.items():
         halves = [methods[m][key] for m in ("soap+gn", "adam+gn") if key in methods.get(m, {})]

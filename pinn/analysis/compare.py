@@ -120,7 +120,7 @@ def compare(paths, allow_mismatch: bool = False) -> str:
                      for (meta, _), records in zip(files, selected)]
         methods = sorted({m for s in summaries for m in s})
         lines += ["", "| method | " + " | ".join(f"`{n}` degradation (paper) | tail ratio, "
-                                                  "verdict" for n in names) + " |",
+                                                  "tail verdict" for n in names) + " |",
                   "|---|" + "---|---|" * len(names)]
         for method in methods:
             row = []
@@ -132,6 +132,6 @@ def compare(paths, allow_mismatch: bool = False) -> str:
                 paper = fmt(r["degradation"], ".3g") + "x"
                 if "paper_verdict" in r:
                     paper += f" {r['paper_verdict']}"
-                row += [paper, f"{ratio_text(r['tail_interval'])} {r.get('verdict', '')}".strip()]
+                row += [paper, f"{ratio_text(r['tail_interval'])} {r.get('tail_verdict', '')}".strip()]
             lines.append(f"| {method} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from reference.cases import CASES
 
-from .claims import claim_of, median, summarise
+from .claims import CLAIM_RATIO, claim_of, median, summarise
 
-__all__ = ["format_summary", "write_report", "fmt", "load_json"]
+__all__ = ["format_summary", "summary_markdown", "write_report", "fmt", "load_json"]
 
 
 
@@ -33,10 +33,10 @@ def ratio_text(interval: dict | None, unit: str = "x") -> str:
 
 def verdict_text(row: dict) -> str:
     """The tail verdict of a claimed method's row, with the seeds that would decide it."""
-    if "verdict" not in row:
+    if "tail_verdict" not in row:
         return ""
     more = f" ({row['seeds_needed']} seeds would decide)" if row.get("seeds_needed") else ""
-    return f"{row['verdict']}{more}"
+    return f"{row['tail_verdict']}{more}"
 
 
 def format_summary(summary: dict, deferred: dict | None = None,
@@ -150,6 +150,48 @@ def _plot_fields(records: list[dict], path: Path) -> None:
     save_figure(fig, path, dpi=110)
 
 
+def _summary(data: dict) -> dict:
+    meta = data.get("pinn_bench", {})
+    return summarise(_records(data), claim_ratio=meta.get("claim_ratio", CLAIM_RATIO),
+                     converged_l2=meta.get("converged_l2"))
+
+
+def summary_markdown(data: dict) -> list[str]:
+    """The coupling-robustness table of a suite's benchmark JSON ``data`` as Markdown lines:
+    per system and method the final L2 per coupling, the paper protocol and the tail
+    verdict, then the systems without a verdict or left out, and each batch's training time.
+    The report opens with it, and the README quotes it for the committed smoke JSON
+    (tests/test_docs.py checks that the two agree)."""
+    meta = data.get("pinn_bench", {})
+    summary = _summary(data)
+    lines = ["| system | method | coupling | final L2 per coupling (weak -> strong) "
+             "| paper protocol | tail ratio | verdict | seeds |",
+             "|---|---|---|---|---|---|---|---|"]
+    for case, methods in summary.items():
+        for method, row in methods.items():
+            l2 = ", ".join(f"{c:g}: {fmt(row['l2_final'][f'{c:g}'])}" for c in row["couplings"])
+            spread = (f" [{fmt(row['degradation_min'], '.2f')}, "
+                      f"{fmt(row['degradation_max'], '.2f')}]" if row["seeds"] > 1 else "")
+            paper = f"; {row['claim']}: {row['paper_verdict']}" if "claim" in row else ""
+            lines.append(f"| {case} | {method} | {row['coupling']} | {l2} | "
+                         f"{fmt(row['degradation'], '.2f')}x{spread}{paper} | "
+                         f"{ratio_text(row['tail_interval'])} | **{verdict_text(row)}** | "
+                         f"{row['seeds']} |")
+    unconverged = [case for case, methods in summary.items()
+                   if not all(row.get("converged", True) for row in methods.values())]
+    if unconverged:
+        lines += ["", f"No verdict where the best method's weakest-coupling L2 is above "
+                      f"{meta.get('converged_l2')}: {', '.join(unconverged)}."]
+    for case, reason in meta.get("deferred", {}).items():
+        lines += ["", f"Not in this profile: {case}: {reason}"]
+    times = [f"{bench['extra_info']['case']} {bench['extra_info']['method']} "
+             f"{bench['stats']['max']:.0f} s ({len(bench['extra_info']['runs'])} runs)"
+             for bench in data.get("benchmarks", []) if "runs" in bench.get("extra_info", {})]
+    if times:
+        lines += ["", "Training time per batch: " + ", ".join(times) + "."]
+    return lines
+
+
 def load_json(path: Path) -> dict:
     """The JSON document at ``path``; a missing or malformed file is a ValueError naming it."""
     try:
@@ -166,8 +208,7 @@ def write_report(json_path, out_dir=None) -> Path:
     data = load_json(json_path)
     records = _records(data)
     meta = data.get("pinn_bench", {})
-    claim_ratio = meta.get("claim_ratio", 1.1)
-    summary = summarise(records, claim_ratio=claim_ratio, converged_l2=meta.get("converged_l2"))
+    summary = _summary(data)
     out_dir = Path(out_dir) if out_dir else json_path.with_suffix("")
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_degradation(summary, out_dir / "degradation.png")
@@ -188,26 +229,8 @@ def write_report(json_path, out_dir=None) -> Path:
         "verdict is reproduced / not reproduced only when the whole interval lies on one "
         "side (pinn/analysis/claims.py). A verdict holds for this profile's budget only.",
         "",
-        "| system | method | coupling | final L2 per coupling (weak -> strong) "
-        "| paper protocol | tail ratio | verdict |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for case, methods in summary.items():
-        for method, row in methods.items():
-            l2 = ", ".join(f"{c:g}: {fmt(row['l2_final'][f'{c:g}'])}" for c in row["couplings"])
-            spread = (f" [{fmt(row['degradation_min'], '.2f')}, "
-                      f"{fmt(row['degradation_max'], '.2f')}]" if row["seeds"] > 1 else "")
-            paper = f"; {row['claim']}: {row['paper_verdict']}" if "claim" in row else ""
-            lines.append(f"| {case} | {method} | {row['coupling']} | {l2} | "
-                         f"{fmt(row['degradation'], '.2f')}x{spread}{paper} | "
-                         f"{ratio_text(row['tail_interval'])} | **{verdict_text(row)}** |")
-    unconverged = [case for case, methods in summary.items()
-                   if not all(row.get("converged", True) for row in methods.values())]
-    if unconverged:
-        lines += ["", f"No verdict where the best method's weakest-coupling L2 is above "
-                      f"{meta.get('converged_l2')}: {', '.join(unconverged)}."]
-    for case, reason in meta.get("deferred", {}).items():
-        lines += ["", f"Not in this profile: {case}: {reason}"]
+    lines += summary_markdown(data)
     lines += ["", "![degradation](degradation.png)", "",
               "Final relative L2 per field at the strongest coupling:", "",
               "![fields](fields.png)", "", "## Runs", "",
