@@ -167,7 +167,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.steps < 1 or args.repeats < 1:
         parser.error("--steps and --repeats must be >= 1")
-    if args.baseline and not (Path(args.baseline) / "pinn" / "trainer.py").exists():
+    if args.baseline and not any((Path(args.baseline) / "pinn" / where / "trainer.py").exists()
+                                 for where in ("training", ".")):
         parser.error(f"--baseline {args.baseline}: not a checkout of this project")
 
     import torch

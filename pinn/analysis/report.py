@@ -13,7 +13,8 @@ from reference.cases import CASES
 
 from .claims import CLAIM_RATIO, claim_of, median, summarise
 
-__all__ = ["format_summary", "summary_markdown", "write_report", "fmt", "load_json"]
+__all__ = ["format_summary", "summary_of", "summary_markdown", "write_report", "fmt",
+           "load_json"]
 
 
 
@@ -150,7 +151,9 @@ def _plot_fields(records: list[dict], path: Path) -> None:
     save_figure(fig, path, dpi=110)
 
 
-def _summary(data: dict) -> dict:
+def summary_of(data: dict) -> dict:
+    """:func:`pinn.analysis.claims.summarise` of a suite's benchmark JSON ``data``, with the
+    claim ratio and convergence bound of the profile that wrote it."""
     meta = data.get("pinn_bench", {})
     return summarise(_records(data), claim_ratio=meta.get("claim_ratio", CLAIM_RATIO),
                      converged_l2=meta.get("converged_l2"))
@@ -163,7 +166,7 @@ def summary_markdown(data: dict) -> list[str]:
     The report opens with it, and the README quotes it for the committed smoke JSON
     (tests/test_docs.py checks that the two agree)."""
     meta = data.get("pinn_bench", {})
-    summary = _summary(data)
+    summary = summary_of(data)
     lines = ["| system | method | coupling | final L2 per coupling (weak -> strong) "
              "| paper protocol | tail ratio | verdict | seeds |",
              "|---|---|---|---|---|---|---|---|"]
@@ -208,7 +211,7 @@ def write_report(json_path, out_dir=None) -> Path:
     data = load_json(json_path)
     records = _records(data)
     meta = data.get("pinn_bench", {})
-    summary = _summary(data)
+    summary = summary_of(data)
     out_dir = Path(out_dir) if out_dir else json_path.with_suffix("")
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_degradation(summary, out_dir / "degradation.png")
