@@ -230,19 +230,60 @@ def test_second_moment_permutation_matters(oracle, monkeypatch):
     ours, _, _ = run(lambda ps: SOAP(ps, **kw), problem, 13)
     assert max_rel_diff(ours, theirs, problem[0]) < 1e-10
 
-    real_refresh = soap_mod._refresh_bases
+    real_refresh = soap_mod._refresh_together
     calls = {"n": 0}
 
-    def refresh_without_permuting(state):
-        v = state["exp_avg_sq"]
-        real_refresh(state)
+    def refresh_without_permuting(states, run_axes):
+        kept = [state["exp_avg_sq"] for state in states]
+        real_refresh(states, run_axes)
         calls["n"] += 1
-        state["exp_avg_sq"] = v  # forget the permutation
+        for state, v in zip(states, kept):
+            state["exp_avg_sq"] = v  # forget the permutation
 
-    monkeypatch.setattr(soap_mod, "_refresh_bases", refresh_without_permuting)
+    monkeypatch.setattr(soap_mod, "_refresh_together", refresh_without_permuting)
     broken, _, _ = run(lambda ps: SOAP(ps, **kw), problem, 13)
     assert calls["n"] > 0
     assert max_rel_diff(broken, theirs, problem[0]) > 1e-6
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["SOAP", "BatchedSOAP"])
+def test_refresh_of_all_factors_of_a_size_at_once_equals_one_at_a_time(batched, monkeypatch):
+    """One power step and QR per factor size over every tensor (and run) against the same
+    optimizer refreshing tensor by tensor: float64 trajectories equal to 1e-10, with fewer
+    QR calls (mlp_problem has factors of sizes 6, 5 and 4, two of each)."""
+    from pinn.optim.soap_batched import BatchedSOAP
+
+    init, loss = mlp_problem()
+    if batched:   # three runs: each run's tensors scaled differently, losses summed
+        scales = (1.0, 0.7, 1.3)
+        init = [torch.stack([t * c for c in scales]) for t in init]
+        one_loss = loss
+        loss = lambda ps, k: sum(one_loss([p[r] for p in ps], k) for r in range(len(scales)))
+    cls = BatchedSOAP if batched else SOAP
+
+    class OneAtATime(cls):
+        def _refresh(self, states):
+            for state in states:
+                super()._refresh([state])
+
+    qr_calls = {"n": 0}
+    real_qr = torch.linalg.qr
+
+    def counting_qr(*args, **kwargs):
+        qr_calls["n"] += 1
+        return real_qr(*args, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, "qr", counting_qr)
+    kw = dict(lr=5e-2, betas=(0.9, 0.99), precondition_frequency=1, max_precond_dim=10)
+    counts = []
+    histories = []
+    for factory in (cls, OneAtATime):
+        qr_calls["n"] = 0
+        hist, _, _ = run(lambda ps: factory(ps, **kw), (init, loss), 12)
+        histories.append(hist)
+        counts.append(qr_calls["n"])
+    assert max_rel_diff(histories[0], histories[1], init) < 1e-10
+    assert counts[0] == 3 * 11 and counts[1] == 6 * 11   # 11 refreshes after the first call
 
 
 # ----------------------------------------------------------------------------- (b) Adam

@@ -72,7 +72,8 @@ normalize_grads=False, correct_bias=True``.
 Numerics and cost
 -----------------
 * ``eigh`` runs only on a tensor's first call; the basis is then refreshed with one
-  matrix product and one QR every ``precondition_frequency`` updates. Factors, bases
+  matrix product and one QR every ``precondition_frequency`` updates, done for all the
+  factors of one size together (one batched product and QR per size, not per tensor). Factors, bases
   and moments have the parameter's dtype and device; eigh/QR of half-precision
   factors run in float32. If ``eigh`` fails (``torch.linalg.LinAlgError`` or a
   non-finite result) it is retried in float64, then in float64 with a growing
@@ -221,34 +222,39 @@ def _permute_runs(x: torch.Tensor, axis: int, order: torch.Tensor) -> torch.Tens
     return torch.gather(x, axis, order.reshape(shape).expand_as(x))
 
 
-def _refresh_runs(state: dict) -> None:
-    """Per run and axis: P = F Q, d = diag(Q^T P), sort by d descending, permute V, Q = qr(P)."""
-    exp_avg_sq = state["exp_avg_sq"]
-    bases = state["Q"]
-    for k, (f, q) in enumerate(zip(state["GG"], bases)):
-        if f is None or q is None:
-            continue
+def _refresh_together(states: list[dict], run_axes: int) -> None:
+    """The refresh of every basis of ``states`` (the tensors due this step), with one power
+    step and one QR per factor size: per (run, axis) P = F Q, d = diag(Q^T P), sort d
+    descending, permute V's axis by it, Q = qr(P). Factors of one size, from any tensor and
+    any run, are stacked along a leading axis, so a refresh costs one matmul, one sort and
+    one batched QR per distinct size instead of one each per tensor and axis (each matrix of
+    a batched QR is factored by the same LAPACK routine as alone). ``run_axes`` is 0 for
+    single tensors (factors (n, n)) and 1 for stacks of runs (factors (R, n, n))."""
+    groups: dict = {}
+    for state in states:
+        for k, (f, q) in enumerate(zip(state["GG"], state["Q"])):
+            if f is not None and q is not None:
+                groups.setdefault((f.shape[-1], f.dtype, f.device), []).append((state, k))
+    for members in groups.values():
+        factors = [state["GG"][k] for state, k in members]
+        bases = [state["Q"][k] for state, k in members]
+        if run_axes == 0:
+            factors, bases = [f[None] for f in factors], [q[None] for q in bases]
+        counts = [q.shape[0] for q in bases]
+        f, q = (torch.cat(x) if len(x) > 1 else x[0] for x in (factors, bases))
         power = f @ q
-        estimate = (q * power).sum(dim=-2)  # (R, n): the diagonal of Q^T F Q per run
+        estimate = (q * power).sum(dim=-2)  # (B, n): the diagonal of Q^T F Q per matrix
         order = torch.argsort(estimate, dim=-1, descending=True, stable=True)
-        exp_avg_sq = _permute_runs(exp_avg_sq, k + 1, order)
         power = _permute_runs(power, 2, order)
         new_q, _ = torch.linalg.qr(power.to(_solver_dtype(power.dtype)))
         # QR's Q is column-major; one fixed layout keeps the matmul rounding (hence a
         # resumed run) independent of how Q was stored and reloaded
-        bases[k] = new_q.to(q.dtype).contiguous()
-    state["exp_avg_sq"] = exp_avg_sq
-
-
-def _refresh_bases(state: dict) -> None:
-    """:func:`_refresh_runs` on a stack of one run: a run alone and in a batch of
-    :class:`pinn.optim.soap_batched.BatchedSOAP` refresh by the same kernels."""
-    runs = {"exp_avg_sq": state["exp_avg_sq"][None],
-            "GG": [None if f is None else f[None] for f in state["GG"]],
-            "Q": [None if q is None else q[None] for q in state["Q"]]}
-    _refresh_runs(runs)
-    state["exp_avg_sq"] = runs["exp_avg_sq"][0]
-    state["Q"][:] = [None if q is None else q[0] for q in runs["Q"]]
+        new_q = new_q.to(q.dtype).contiguous()
+        for (state, k), q_k, order_k in zip(members, new_q.split(counts), order.split(counts)):
+            v = state["exp_avg_sq"] if run_axes else state["exp_avg_sq"][None]
+            v = _permute_runs(v, k + 1, order_k)
+            state["exp_avg_sq"] = v if run_axes else v[0]
+            state["Q"][k] = q_k if run_axes else q_k[0]
 
 
 class SOAP(Optimizer):
@@ -360,8 +366,8 @@ class SOAP(Optimizer):
     def _accumulate_factors(self, g, factors, beta):
         _accumulate_factors(g, factors, beta)
 
-    def _refresh_bases(self, state):
-        _refresh_bases(state)
+    def _refresh(self, states):
+        _refresh_together(states, self._run_axes)
 
     def _eigenbasis(self, factor):
         return _eigenbasis(factor)
@@ -491,6 +497,7 @@ class SOAP(Optimizer):
 
             for g, s in zip(grads, states):
                 self._accumulate_factors(g, s["GG"], beta_s)
-                if s["step"] % freq == 0:
-                    self._refresh_bases(s)
+            due = [s for s in states if s["step"] % freq == 0]
+            if due:
+                self._refresh(due)
         return loss

@@ -8,9 +8,10 @@ in :class:`pinn.training.stacked.StackedMLP`, where r counts networks of runs), 
 * Kronecker factors and eigenbases per (run, axis): L[r] = sum beta_s^k G[r] G[r]^T,
   R[r] = sum beta_s^k G[r]^T G[r], kept as (R, m, m) and (R, n, n) and updated with batched
   matmuls (``baddbmm``);
-* the first call's eigendecompositions and every refresh's power iteration and QR run on the
-  whole stack at once (``torch.linalg.eigh`` and ``qr`` accept batches; each matrix of the
-  batch is factored by the same LAPACK routine as alone);
+* the first call's eigendecompositions run on the whole stack at once
+  (``torch.linalg.eigh`` accepts batches; each matrix of the batch is factored by the same
+  LAPACK routine as alone), and each refresh's power step and QR on every factor of one
+  size at once, over runs and tensors (:func:`pinn.optim.soap._refresh_together`);
 * the refresh's sort of the eigenvalue estimates d[r] and the permutation of V[r] is per run
   (``argsort`` along the last axis, ``gather``);
 * the Adam moments are elementwise and the step size depends on the step count only, which
@@ -29,8 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from .soap import (SOAP, _accumulate_runs, _eigenbasis, _refresh_runs, _rotate_matrix,
-                   _solver_dtype)
+from .soap import SOAP, _accumulate_runs, _eigenbasis, _rotate_matrix, _solver_dtype
 
 __all__ = ["BatchedSOAP"]
 
@@ -68,7 +68,6 @@ class BatchedSOAP(SOAP):
     _run_axes = 1
     _rotate = staticmethod(_rotate_runs)
     _accumulate_factors = staticmethod(_accumulate_runs)
-    _refresh_bases = staticmethod(_refresh_runs)
     _eigenbasis = staticmethod(_eigenbasis_runs)
 
     @staticmethod
