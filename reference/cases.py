@@ -138,6 +138,12 @@ class Case:
         return dataclasses.replace(self, **changes)
 
     @property
+    def field_scales(self) -> dict[str, float]:
+        """The known magnitude of each field whose scale is far from 1 ({} when none is):
+        what a network may learn its field divided by (``output_scales = "case"``)."""
+        return {}
+
+    @property
     def label(self) -> str:
         """A short identifier, e.g. ``thermo-gamma10`` (file names, benchmark ids)."""
         return f"{self.name}-{self.coupling}{self.coupling_value:g}"
@@ -346,6 +352,13 @@ class ElectroosmoticFlow(Case):
     def velocity_scale(self) -> float:
         """Helmholtz-Smoluchowski speed U = eps^2 |zeta| Ex / mu (its magnitude)."""
         return abs(self.eps**2 * self.zeta * self.Ex / self.mu)
+
+    @property
+    def field_scales(self) -> dict[str, float]:
+        """u, v ~ U and p ~ mu U / H (H = 1, the channel's height: the viscous stress of the
+        electroosmotic flow); phi ~ zeta and c+- ~ exp(-+phi) are of order 1."""
+        scale = self.velocity_scale
+        return {"u": scale, "v": scale, "p": self.mu * scale}
 
     @property
     def advection(self) -> float:

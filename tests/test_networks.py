@@ -107,3 +107,48 @@ def test_bad_arguments_list_valid_values():
         MLP(2, 1, 4, 1, ((0, 1),))
     with pytest.raises(ValueError, match="lo < hi"):
         MLP(1, 1, 4, 1, ((1, 0),))
+
+
+def test_output_scales_multiply_the_field_and_its_derivatives_in_both_engines():
+    """A network with out_scale s is s times the same network without it, value and input
+    derivatives alike, and a stack of differently scaled networks (the batched engine)
+    gives each element its own scale."""
+    from pinn.training.stacked import StackedMLP
+
+    torch.manual_seed(0)
+    plain = MLP(2, 3, 8, 2, ((0.0, 2.0), (0.0, 1.0))).double()
+    scaled = MLP(2, 3, 8, 2, ((0.0, 2.0), (0.0, 1.0)), out_scale=[0.01, 1.0, 5.0]).double()
+    scaled.load_state_dict(plain.state_dict())          # the scale is not in the state dict
+    x = torch.rand(5, 2, dtype=torch.float64)
+    s = scaled.out_scale     # 0.01 as the default dtype rounds it, then widened
+    assert s.tolist() == pytest.approx([0.01, 1.0, 5.0], rel=1e-7)
+    assert torch.allclose(scaled(x), plain(x) * s, rtol=1e-14, atol=0)
+    for a, b in zip(scaled.derivatives(x), plain.derivatives(x)):
+        assert torch.allclose(a, b * s, rtol=1e-14, atol=0)
+    stack = StackedMLP([plain, scaled])
+    xs = torch.stack([x, x])
+    value, grad, second = stack.derivatives(xs)
+    assert torch.allclose(stack(xs)[1], scaled(x), rtol=1e-14, atol=0)
+    for ours, alone, alone_scaled in zip((value, grad, second), plain.derivatives(x),
+                                         scaled.derivatives(x)):
+        assert torch.allclose(ours[0], alone, rtol=1e-14, atol=0)
+        assert torch.allclose(ours[1], alone_scaled, rtol=1e-14, atol=0)
+
+
+def test_case_output_scales_come_from_the_case_and_bad_ones_are_refused():
+    from pinn.training.config import TrainConfig
+    from pinn.training.networks import model_for
+
+    case = get_case("eof-patch", Pe=1.0)
+    assert case.field_scales == pytest.approx({"u": 0.01, "v": 0.01, "p": 0.01})
+    model = model_for(case, TrainConfig(case="eof-patch", width=4, depth=1,
+                                        output_scales="case").validate())
+    scales = {name: float(net.out_scale[j]) for net, group in zip(model.nets, model.groups)
+              for j, name in enumerate(group)}
+    assert scales == pytest.approx({"phi": 1, "c_plus": 1, "c_minus": 1, "u": 0.01,
+                                    "v": 0.01, "p": 0.01})
+    assert not any(net.scaled for net in model_for(case, {"width": 4, "depth": 1}).nets)
+    with pytest.raises(ValueError, match="output_scales"):
+        TrainConfig(case="eof-patch", output_scales="yes").validate()
+    with pytest.raises(ValueError, match="out_scale must hold 2 positive"):
+        MLP(1, 2, 4, 1, ((0.0, 1.0),), out_scale=[1.0, 0.0])

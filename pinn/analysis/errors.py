@@ -57,14 +57,14 @@ def load_model(run_dir, device="cpu"):
     """(model, case, scored) of a run directory: the model of its checkpoint.pt, the case,
     and what that checkpoint is (:func:`scored_checkpoint`: a run may still be training)."""
     from ..training import checkpoint as ckpt
-    from ..training.networks import build_model
+    from ..training.networks import model_for
     from ..training.trainer import CHECKPOINT
 
     run_dir = Path(run_dir)
     state = ckpt.load(run_dir / CHECKPOINT, map_location=device)
     config = state["config"]
     case = get_case(config["case"], **config["case_params"])
-    model = build_model(case, config["width"], config["depth"], config["split"])
+    model = model_for(case, config)
     model.load_state_dict(state["model"])
     model = model.to(device=device, dtype=getattr(torch, config["dtype"]))
     return model, case, scored_checkpoint(run_dir, int(state["step"]), config["steps"])

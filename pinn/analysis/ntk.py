@@ -481,12 +481,12 @@ def checkpoint_report(path, *, n_points: int | None = None, weighted: bool = Fal
     """
     from ..training.checkpoint import load
     from ..training.config import TrainConfig
-    from ..training.networks import build_model
+    from ..training.networks import model_for
 
     state = load(path)
     config = TrainConfig.from_stored(dict(state["config"], progress=False), path)
     case = get_case(config.case, **config.case_params)
-    model = build_model(case, config.width, config.depth, config.split)
+    model = model_for(case, config)
     weights = None
     if weighted:
         balancer = state["balancer"]

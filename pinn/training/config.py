@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from .schedules import SCHEDULES
 
 __all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "DTYPES", "DEVICES", "BALANCING", "SPLITS",
-           "RESUMABLE_CHANGES"]
+           "OUTPUT_SCALES", "RESUMABLE_CHANGES"]
 
 OPTIMIZERS = ("adam", "soap")    # or an import path "package.module:Class" (pinn.optim.optimizers)
 DTYPES = ("float32", "float64")
 DEVICES = ("auto", "cpu", "cuda")
 BALANCING = ("none", "gn", "lra")  # or the import path of a pinn.optim.balancing.Balancer subclass
 SPLITS = ("per-field", "paper", "shared")   # networks per field (pinn.training.networks.build_model)
+OUTPUT_SCALES = ("none", "case")   # networks learn fields as they are, or divided by case.field_scales
 
 # Fields a resumed run may change: they do not alter the trajectory of the parameters
 # (device, compile: the same computation on other hardware or in fused kernels, which
@@ -96,6 +97,8 @@ class TrainConfig:
     eval_every            evaluate (relative L2 on the evaluation grid, unweighted loss,
                           divergence check, history row) every this many steps and at the end
     width, depth, split   networks (:func:`pinn.training.networks.build_model`); None = recipe
+    output_scales         "none", or "case": each network learns its field divided by the
+                          case's known scale (``case.field_scales``; EOF: u, v ~ U, p ~ mu U)
     n_points              interior collocation points; None = recipe
     dtype, device         "float32" | "float64"; "auto" | "cpu" | "cuda" (auto: cuda if present)
     seed                  seeds the network initialisation and the collocation points
@@ -130,6 +133,7 @@ class TrainConfig:
     width: int | None = None
     depth: int | None = None
     split: str = "per-field"
+    output_scales: str = "none"
     n_points: int | None = None
     dtype: str = "float32"
     device: str = "auto"
@@ -188,6 +192,7 @@ class TrainConfig:
         _int("width", self.width, 1, optional=True)
         _int("depth", self.depth, 1, optional=True)
         _choice("split", self.split, SPLITS)
+        _choice("output_scales", self.output_scales, OUTPUT_SCALES)
         _int("n_points", self.n_points, 2, optional=True)
         _choice("dtype", self.dtype, DTYPES)
         _choice("device", self.device, DEVICES)
@@ -352,6 +357,8 @@ def add_arguments(parser) -> None:
     add("--width", type=int, help="hidden width")
     add("--depth", type=int, help="hidden layers")
     add("--split", choices=SPLITS, help="networks per field")
+    add("--output-scales", choices=OUTPUT_SCALES,
+        help="case: networks learn each field divided by its known scale")
     add("--n-points", type=int, help="interior collocation points")
     add("--dtype", choices=DTYPES)
     add("--device", choices=DEVICES, help="auto: cuda if available")

@@ -21,7 +21,7 @@ from torch import nn
 from .config import SPLITS
 from .recipe import recipe
 
-__all__ = ["MLP", "FieldNetworks", "build_model", "SPLITS", "default_size"]
+__all__ = ["MLP", "FieldNetworks", "build_model", "model_for", "SPLITS", "default_size"]
 
 
 
@@ -54,10 +54,13 @@ class MLP(nn.Module):
         h_0 = z,  h_l = tanh(W_l h_{l-1} + b_l) (l = 1..depth),  out = W h_depth + b.
 
     Weights are Xavier-uniform (U(-a, a), a = sqrt(6 / (fan_in + fan_out))), biases zero.
+    With ``out_scale`` (one positive number per output) the output is out * out_scale: the
+    network learns each field divided by its known scale (a fixed buffer, not a parameter,
+    and not stored in state dicts: the run's config rebuilds it).
     """
 
     def __init__(self, in_dim: int, out_dim: int, width: int, depth: int,
-                 domain: Sequence[Sequence[float]]):
+                 domain: Sequence[Sequence[float]], out_scale: Sequence[float] | None = None):
         super().__init__()
         in_dim = _positive_int("in_dim", in_dim)
         out_dim = _positive_int("out_dim", out_dim)
@@ -74,6 +77,13 @@ class MLP(nn.Module):
         dtype = torch.get_default_dtype()
         self.register_buffer("center", ((bounds[:, 0] + bounds[:, 1]) / 2).to(dtype))
         self.register_buffer("half_width", ((bounds[:, 1] - bounds[:, 0]) / 2).to(dtype))
+        self.scaled = out_scale is not None
+        scale = torch.ones(out_dim) if out_scale is None else torch.as_tensor(
+            out_scale, dtype=torch.float64)
+        if scale.shape != (out_dim,) or not bool(torch.all(scale > 0) & torch.isfinite(scale).all()):
+            raise ValueError(f"out_scale must hold {out_dim} positive finite numbers, "
+                             f"got {out_scale!r}")
+        self.register_buffer("out_scale", scale.to(dtype), persistent=False)
 
         sizes = [in_dim] + [width] * depth + [out_dim]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
@@ -91,7 +101,8 @@ class MLP(nn.Module):
         h = self.normalize(x)
         for layer in self.layers[:-1]:
             h = torch.tanh(layer(h))
-        return self.layers[-1](h)
+        out = self.layers[-1](h)
+        return out * self.out_scale if self.scaled else out
 
     def derivatives(self, x: torch.Tensor, order: int = 2):
         """The output and its input derivatives by forward propagation (no autograd in x).
@@ -133,10 +144,15 @@ class MLP(nn.Module):
         value = out[0][0] + last.bias
         grad = out[1].transpose(0, 1) if order >= 1 else None
         second = out[2].transpose(0, 1) if order >= 2 else None
+        if self.scaled:
+            value, grad, second = (None if t is None else t * self.out_scale
+                                   for t in (value, grad, second))
         return value, grad, second
 
     def extra_repr(self) -> str:
-        return f"in_dim={self.in_dim}, out_dim={self.out_dim}, width={self.width}, depth={self.depth}"
+        scale = f", out_scale={self.out_scale.tolist()}" if self.scaled else ""
+        return (f"in_dim={self.in_dim}, out_dim={self.out_dim}, width={self.width}, "
+                f"depth={self.depth}{scale}")
 
 
 class FieldNetworks(nn.Module):
@@ -186,13 +202,15 @@ def _groups(case, split: str) -> tuple[tuple[str, ...], ...]:
 
 
 def build_model(case, width: int | None = None, depth: int | None = None,
-                split: str = "per-field") -> FieldNetworks:
+                split: str = "per-field", scales: dict[str, float] | None = None
+                ) -> FieldNetworks:
     """The networks of ``case``.
 
     ``split``: "per-field" (one network per field, the default), "paper" (the authors'
     split: the 2D flow fields u, v, p share one network; 1D cases as per-field) or
     "shared" (one network for all fields, an ablation). ``width``/``depth`` default to the
-    recipe (:func:`default_size`).
+    recipe (:func:`default_size`). ``scales`` ({field: scale}, others 1): each network
+    outputs its fields divided by these (:class:`MLP`'s ``out_scale``).
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid splits: {list(SPLITS)}")
@@ -200,5 +218,16 @@ def build_model(case, width: int | None = None, depth: int | None = None,
     width = _positive_int("width", default_width if width is None else width)
     depth = _positive_int("depth", default_depth if depth is None else depth)
     groups = _groups(case, split)
-    nets = [MLP(case.dim, len(group), width, depth, case.domain) for group in groups]
+    nets = [MLP(case.dim, len(group), width, depth, case.domain,
+                None if scales is None else [scales.get(name, 1.0) for name in group])
+            for group in groups]
     return FieldNetworks(nets, groups)
+
+
+def model_for(case, config) -> FieldNetworks:
+    """The networks a run's config describes (a TrainConfig, or the dict stored in its
+    config.json or checkpoint): size, split and output scales."""
+    get = config.get if isinstance(config, dict) else (lambda key, default=None:
+                                                       getattr(config, key, default))
+    scales = case.field_scales if get("output_scales", "none") == "case" else None
+    return build_model(case, get("width"), get("depth"), get("split", "per-field"), scales)

@@ -87,6 +87,9 @@ class StackedMLP(nn.Module):
                            torch.stack([m.layers[k].bias.detach() for m in mlps]))
             for k in range(len(first.layers)))
         self.in_dim, self.out_dim = first.in_dim, first.out_dim
+        self.scaled = any(m.scaled for m in mlps)   # out_scale per element, (K, 1, out)
+        self.register_buffer("out_scale", torch.stack([m.out_scale for m in mlps])[:, None],
+                             persistent=False)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """The affine input map of the domain onto [-1, 1] (shared by all elements)."""
@@ -100,7 +103,7 @@ class StackedMLP(nn.Module):
             h = torch.baddbmm(layer.bias.unsqueeze(1), h, layer.weight.transpose(1, 2))
             if k < last:
                 h = torch.tanh(h)
-        return h
+        return h * self.out_scale if self.scaled else h
 
     def derivatives(self, x: torch.Tensor, order: int = 2):
         """:meth:`pinn.training.networks.MLP.derivatives` of every element on its points ``x``
@@ -138,6 +141,10 @@ class StackedMLP(nn.Module):
         value = out[0][:, 0] + last.bias[:, None, :]
         grad = out[1].transpose(1, 2) if order >= 1 else None    # (K, N, dim, out)
         second = out[2].transpose(1, 2) if order >= 2 else None
+        if self.scaled:
+            scale = self.out_scale   # (K, 1, out); derivatives (K, N, dim, out) need (K, 1, 1, out)
+            value = value * scale
+            grad, second = (None if t is None else t * scale[:, None] for t in (grad, second))
         return value, grad, second
 
     @torch.no_grad()

@@ -68,7 +68,7 @@ from reference.store import atomic_write
 from . import checkpoint as ckpt
 from ..optim.balancing import make_balancer
 from .config import TrainConfig
-from .networks import build_model
+from .networks import model_for
 from ..optim.optimizers import PerRunOptimizer, describe, load_class
 from ..problems.base import stack_problems
 from .schedules import lr_factor
@@ -303,7 +303,7 @@ class RunRecord:
         self.dtype = getattr(torch, config.dtype)
         self.case = get_case(config.case, **config.case_params)
         torch.manual_seed(config.seed)
-        self.model = build_model(self.case, config.width, config.depth, config.split)
+        self.model = model_for(self.case, config)
         self.model.to(device=self.device, dtype=self.dtype)
         if problem is None:
             from ..problems import get_problem
