@@ -4,9 +4,11 @@
         --steps 60000 --lr 1e-3 --device cuda --run-dir runs/thermo-g10
     python -m pinn train --run-dir runs/thermo-g10 --resume      # continue it
 
-This file only dispatches: each command is one function ``<name>_command(subparsers)``
-that adds its parser and sets ``run`` (a function of the parsed arguments returning the
-exit status); add it to :data:`COMMANDS`. Bad arguments exit with status 2 and a message.
+Each command is one function ``<name>_command(subparsers)`` that adds its parser and sets
+``run`` (a function of the parsed arguments returning the exit status); add it to
+:data:`COMMANDS`. The commands' work lives in the package (training, sweeps, analysis);
+here are only their command lines and what they write where (``pinn errors``: the NetCDF
+file and the plot). Bad arguments exit with status 2 and a message.
 """
 
 from __future__ import annotations

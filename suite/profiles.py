@@ -25,8 +25,9 @@ METHODS = (("adam", "none"), ("adam", "gn"), ("soap", "none"), ("soap", "gn"))
 CLAIM_METHODS = (("soap", "gn"), ("adam", "gn"))
 EOF_PATCH_DEFERRED = (
     "its weakest coupling does not converge in this budget: SOAP+GN at the smoke size "
-    "(6 x 3 x 32, 800 points, 2000 steps) ended Pe = 0 at L2 4.7e-1 (measured 2026-11-28); "
-    "it runs in the 'long' profile")
+    "(6 x 3 x 32, 800 points, 2000 steps, seed 42) ended Pe = 0 at L2 0.40, phi's bulk level "
+    "still off by ~0.3, and Pe = 10 at 11.4 (0.58 and 0.88 with nondimensional outputs; "
+    "measured 2026-12-05, docs/cases/eof-patch.md); it runs in the 'long' profile")
 
 
 @dataclass(frozen=True)

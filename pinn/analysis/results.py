@@ -40,6 +40,7 @@ from .claims import (CLAIM_RATIO, CONVERGED_L2, conjunction, finite, judge, medi
 from .ntk import fit_slope
 from ..training.config import TrainConfig
 from ..training.recipe import recipe
+from ..training.trainer import CONFIG, HISTORY, METRICS
 from .report import plot_degradation, fmt, load_json, ratio_text, verdict_text
 from .statistics import log_interval, seeds_to_decide, tail
 
@@ -95,7 +96,7 @@ def _machine() -> str:
 
 def _history(run_dir: Path) -> list[dict]:
     """The run's evaluations as [{"step", "l2_avg"}] from its history.csv."""
-    path = run_dir / "history.csv"
+    path = run_dir / HISTORY
     if not path.is_file():
         return []
     with path.open() as handle:
@@ -113,7 +114,7 @@ def collect(runs_root, study: str, machine: str | None = None, img_dir=NTK_DIR,
         raise ValueError(f"no sweep output at {runs_root} (expected {runs_root / 'runs'})")
     runs, budget, starts, ends = [], {}, [], []
     for run_dir in sorted((runs_root / "runs").iterdir()):
-        config_path, metrics_path = run_dir / "config.json", run_dir / "metrics.json"
+        config_path, metrics_path = run_dir / CONFIG, run_dir / METRICS
         if not metrics_path.is_file():
             continue                      # not finished (yet)
         config = json.loads(config_path.read_text())

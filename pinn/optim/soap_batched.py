@@ -22,8 +22,9 @@ Per-run tensors of rank 1 and 2 are supported (what MLPs have). If the batched `
 fails or returns non-finite vectors, each run is retried alone with the fallbacks of
 :func:`pinn.optim.soap._eigenbasis`; a run whose retries all fail gets the identity basis (the
 single-run optimizer would instead keep no basis on that axis; the identity then evolves
-with the refreshes). ``state_dict`` has the layout of :class:`pinn.optim.soap.SOAP` with a leading
-run axis on every tensor; :func:`pinn.training.trainer.optimizer_rows` slices out a run's rows.
+with the refreshes). ``state_dict`` has the layout of :class:`pinn.optim.soap.SOAP` with a
+leading run axis on every tensor; :func:`pinn.training.trainer.run_optimizer_state` slices
+out a run's rows.
 """
 
 from __future__ import annotations
