@@ -72,9 +72,9 @@ normalize_grads=False, correct_bias=True``.
 Numerics and cost
 -----------------
 * ``eigh`` runs only on a tensor's first call; the basis is then refreshed with one
-  matrix product and one QR every ``precondition_frequency`` updates, done for all the
-  factors of one size together (one batched product and QR per size, not per tensor). Factors, bases
-  and moments have the parameter's dtype and device; eigh/QR of half-precision
+  matrix product and one QR every ``precondition_frequency`` updates, for all the factors
+  of one size together (one batched product and QR per size, not per tensor). Factors,
+  bases and moments have the parameter's dtype and device; eigh/QR of half-precision
   factors run in float32. If ``eigh`` fails (``torch.linalg.LinAlgError`` or a
   non-finite result) it is retried in float64, then in float64 with a growing
   multiple of the mean diagonal added to the diagonal; if everything fails the axis

@@ -64,7 +64,8 @@ class StackedMLP(nn.Module):
 
     Parameters ``layers[l].weight`` (K, out_l, in_l) and ``layers[l].bias`` (K, out_l), in
     the order of an MLP's parameters; the input map (center, half_width) is shared and must
-    agree in every stacked MLP. Inputs are (K, N, in_dim): element k on its own points.
+    agree in every stacked MLP, while each element keeps its own output scale (``out_scale``).
+    Inputs are (K, N, in_dim): element k on its own points.
     """
 
     def __init__(self, mlps: Sequence[MLP]):
