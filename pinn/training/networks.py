@@ -80,7 +80,7 @@ class MLP(nn.Module):
         self.scaled = out_scale is not None
         scale = torch.ones(out_dim) if out_scale is None else torch.as_tensor(
             out_scale, dtype=torch.float64)
-        if scale.shape != (out_dim,) or not bool(torch.all(scale > 0) & torch.isfinite(scale).all()):
+        if scale.shape != (out_dim,) or not bool(((scale > 0) & scale.isfinite()).all()):
             raise ValueError(f"out_scale must hold {out_dim} positive finite numbers, "
                              f"got {out_scale!r}")
         self.register_buffer("out_scale", scale.to(dtype), persistent=False)
@@ -210,7 +210,7 @@ def build_model(case, width: int | None = None, depth: int | None = None,
     split: the 2D flow fields u, v, p share one network; 1D cases as per-field) or
     "shared" (one network for all fields, an ablation). ``width``/``depth`` default to the
     recipe (:func:`default_size`). ``scales`` ({field: scale}, others 1): each network
-    outputs its fields divided by these (:class:`MLP`'s ``out_scale``).
+    learns its fields divided by these and multiplies them back (:class:`MLP`'s ``out_scale``).
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid splits: {list(SPLITS)}")
@@ -227,7 +227,7 @@ def build_model(case, width: int | None = None, depth: int | None = None,
 def model_for(case, config) -> FieldNetworks:
     """The networks a run's config describes (a TrainConfig, or the dict stored in its
     config.json or checkpoint): size, split and output scales."""
-    get = config.get if isinstance(config, dict) else (lambda key, default=None:
-                                                       getattr(config, key, default))
-    scales = case.field_scales if get("output_scales", "none") == "case" else None
-    return build_model(case, get("width"), get("depth"), get("split", "per-field"), scales)
+    config = config if isinstance(config, dict) else config.to_dict()
+    scales = case.field_scales if config.get("output_scales", "none") == "case" else None
+    return build_model(case, config.get("width"), config.get("depth"),
+                       config.get("split", "per-field"), scales)
